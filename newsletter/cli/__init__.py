@@ -1,0 +1,10 @@
+"""Command line: `newsletter [--config PATH] COMMAND`."""
+
+from __future__ import annotations
+
+from . import articles, lists, sending, service, subscribers  # noqa: F401  (register commands)
+from .app import app
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,71 @@
+"""Commands for editors: what the next issue carries, and its preview."""
+
+from __future__ import annotations
+
+import webbrowser
+from pathlib import Path
+
+import click
+import typer
+
+from ..compose import next_issue
+from ..render import PersonalTemplate, NEUTRAL_VALUES, render_issue, write_preview
+from .app import app, print_json, print_table, state, warn
+
+
+@app.command("articles")
+def articles_command(
+    ctx: typer.Context,
+    digest: str = typer.Argument("weekly", help="The digest whose next issue to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
+) -> None:
+    """List the articles the digest's next issue would carry."""
+    app_state = state(ctx)
+    settings = app_state.config.digest(digest)
+    content = next_issue(app_state.config, settings, app_state.store, warn)
+    if as_json:
+        print_json([article.as_json() for article in content.articles])
+        return
+    if not content.articles:
+        click.echo(f"No new articles for {digest} in the last {settings.lookback_days} days.")
+        return
+    print_table(
+        f"{digest}: {content.subject}",
+        ["Published", "Title", "Authors", "Source"],
+        [
+            [
+                a.published.astimezone(app_state.config.newsletter.tz).strftime("%Y-%m-%d %H:%M"),
+                a.title,
+                ", ".join(author.name for author in a.authors),
+                a.source,
+            ]
+            for a in content.articles
+        ],
+    )
+
+
+@app.command("preview")
+def preview_command(
+    ctx: typer.Context,
+    digest: str = typer.Argument(..., help="The digest to preview."),
+    output: Path = typer.Option(None, "-o", "--output", help="Write the HTML to this file."),
+    text: bool = typer.Option(False, "--text", help="Print the text/plain part instead."),
+    open_browser: bool = typer.Option(False, "--open", help="Open the HTML in a browser."),
+) -> None:
+    """Render the digest's next issue without sending it."""
+    app_state = state(ctx)
+    settings = app_state.config.digest(digest)
+    content = next_issue(app_state.config, settings, app_state.store, warn)
+    if not content.articles:
+        warn(f"no new articles for {digest} in the last {settings.lookback_days} days")
+    rendered = render_issue(app_state.config, settings, content)
+    for message in rendered.warnings:
+        warn(message)
+    if text:
+        click.echo(PersonalTemplate(rendered.text, escape_html=False).fill(NEUTRAL_VALUES))
+        return
+    target = output or Path("preview.html")
+    write_preview(target, rendered)
+    click.echo(f"Wrote {target} ({len(content.articles)} articles, subject: {content.subject})")
+    if open_browser:
+        webbrowser.open(target.resolve().as_uri())

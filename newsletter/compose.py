@@ -1,0 +1,81 @@
+"""Decide what the next issue of a digest carries: the step between sources and render."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+from .config import AuthorSettings, Config, DigestSettings
+from .models import Article, Author, IssueContent
+from .render import render_subject
+from .sources import collect_articles
+from .sources.sanitize import excerpt
+from .store import Store
+
+
+def next_issue(
+    config: Config,
+    digest: DigestSettings,
+    store: Store,
+    warn: Callable[[str], None],
+    now: datetime | None = None,
+) -> IssueContent:
+    """The articles and subject of the digest's next issue (nothing is recorded)."""
+    now = now or datetime.now(timezone.utc)
+    sources = [s for s in config.sources if not digest.sources or s.name in digest.sources]
+    articles = collect_articles(sources, store.feeds, warn)
+    chosen = select_articles(articles, digest, store.issues.carried_article_ids(digest.name), now)
+    chosen = [
+        replace(
+            article,
+            authors=resolve_authors(article.authors, config.authors),
+            excerpt=excerpt(article.excerpt or article.body_html, digest.excerpt_words),
+        )
+        for article in chosen
+    ]
+    number = store.issues.next_number(digest.name)
+    subject_context = {
+        "newsletter": config.newsletter,
+        "articles": chosen,
+        "date": now.astimezone(config.newsletter.tz),
+        "number": number,
+        "digest": digest.name,
+    }
+    return IssueContent(
+        digest=digest.name,
+        subject=render_subject(digest.subject, subject_context, digest.name),
+        articles=tuple(chosen),
+        newsletter_name=config.newsletter.name,
+        created=now,
+        extra={"number": number},
+    )
+
+
+def select_articles(
+    articles: list[Article], digest: DigestSettings, carried: set[str], now: datetime
+) -> list[Article]:
+    """Published within lookback_days, not carried before, newest first, at most max_articles."""
+    cutoff = now - timedelta(days=digest.lookback_days)
+    fresh: dict[str, Article] = {}
+    for article in articles:
+        if article.id in carried or article.id in fresh:
+            continue
+        if cutoff <= article.published <= now + timedelta(hours=1):
+            fresh[article.id] = article
+    newest_first = sorted(fresh.values(), key=lambda a: a.published, reverse=True)
+    return newest_first[: digest.max_articles]
+
+
+def resolve_authors(authors: tuple[Author, ...], registry: dict[str, AuthorSettings]) -> tuple[Author, ...]:
+    """The config's [authors."NAME"] bio and url win over what the article carries."""
+    resolved = []
+    for author in authors:
+        entry = registry.get(author.name)
+        if entry is None:
+            resolved.append(author)
+        else:
+            resolved.append(
+                Author(name=author.name, bio=entry.bio or author.bio, url=entry.url or author.url)
+            )
+    return tuple(resolved)

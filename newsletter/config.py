@@ -1,0 +1,362 @@
+"""Read config.toml into typed, frozen objects.
+
+Every table maps onto a frozen dataclass; the loader checks each key against the
+dataclass's fields, so an unknown key, a wrong type or a missing required key is
+one ConfigError naming the key and the file. Paths are resolved relative to the
+config file, never to the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import ConfigError, SecretError
+
+CONFIG_ENV = "NEWSLETTER_CONFIG"
+DEFAULT_CONFIG = "config.toml"
+
+
+def _key(name: str) -> dict[str, str]:
+    """Field metadata for a TOML key that is not a valid Python name (`from`)."""
+    return {"key": name}
+
+
+# Field metadata for values the loader fills in itself (a digest's name is its table's name).
+_DERIVED = {"derived": True}
+
+
+@dataclass(frozen=True)
+class NewsletterSettings:
+    name: str
+    from_: str = field(metadata=_key("from"))
+    base_url: str = "http://127.0.0.1:8000"
+    postal_address: str = ""
+    timezone: str = "UTC"
+    reply_to: str | None = None
+    # An address that accepts "unsubscribe" mails, offered in List-Unsubscribe beside the URL.
+    unsubscribe_mailto: str | None = None
+    # Name of the environment variable holding the HMAC key for unsubscribe/confirm tokens.
+    secret_env: str = "NEWSLETTER_SECRET"
+    templates: Path = Path("templates")
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "sqlite:///subscribers/newsletter.db"
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    transport: Literal["outbox", "smtp"] = "outbox"
+    outbox: Path = Path("outbox")
+    batch_size: int = 200
+    max_retries: int = 5
+    # This many failures in a row pause the issue: something is wrong beyond one address.
+    max_consecutive_failures: int = 20
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "127.0.0.1"
+    port: int = 587
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password_env: str = "NEWSLETTER_SMTP_PASSWORD"
+    connections: int = 4
+    max_per_second: float = 0
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class DkimSettings:
+    domain: str
+    selector: str
+    private_key: Path
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    misfire_grace_time: int = 3600
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    # Subscribe-form POSTs allowed per IP address per hour.
+    subscribe_rate_limit: int = 5
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    name: str
+    kind: Literal["folder", "feed"]
+    path: Path | None = None
+    url: str | None = None
+    timeout: float = 20.0
+
+
+@dataclass(frozen=True)
+class AuthorSettings:
+    bio: str = ""
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class DigestSettings:
+    list: str
+    subject: str
+    name: str = field(default="", metadata=_DERIVED)
+    template: str = "digest.mjml.j2"
+    text_template: str = "digest.txt.j2"
+    schedule: str | None = None
+    lookback_days: int = 7
+    max_articles: int = 10
+    min_articles: int = 1
+    excerpt_words: int = 60
+    # Names of the sources this digest draws on; empty means all of them.
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    newsletter: NewsletterSettings
+    database: DatabaseSettings
+    delivery: DeliverySettings
+    smtp: SmtpSettings
+    scheduler: SchedulerSettings
+    web: WebSettings
+    dkim: DkimSettings | None
+    sources: tuple[SourceSettings, ...]
+    authors: dict[str, AuthorSettings]
+    digests: dict[str, DigestSettings]
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def digest(self, name: str) -> DigestSettings:
+        try:
+            return self.digests[name]
+        except KeyError:
+            known = ", ".join(sorted(self.digests)) or "none"
+            raise ConfigError(
+                f"no digest named {name!r} in {self.path} (configured: {known}); "
+                f"add a [digests.{name}] table or pick one of those"
+            ) from None
+
+    def secret(self, env_name: str, what: str) -> str:
+        """A secret from the environment variable the config names, or a SecretError."""
+        value = os.environ.get(env_name, "")
+        if not value:
+            raise SecretError(
+                f"{what} is not set: export {env_name}=... (the variable named in {self.path})"
+            )
+        return value
+
+    @property
+    def token_secret(self) -> bytes:
+        return self.secret(self.newsletter.secret_env, "the token signing secret").encode()
+
+
+def resolve_config_path(explicit: str | Path | None) -> Path:
+    """--config, else $NEWSLETTER_CONFIG, else ./config.toml."""
+    return Path(explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+_TOP_LEVEL = {
+    "newsletter": NewsletterSettings,
+    "database": DatabaseSettings,
+    "delivery": DeliverySettings,
+    "smtp": SmtpSettings,
+    "scheduler": SchedulerSettings,
+    "web": WebSettings,
+    "dkim": DkimSettings,
+}
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load and validate the config file; every mistake is one ConfigError line."""
+    config_path = resolve_config_path(path).absolute()
+    try:
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {config_path} not found: pass --config PATH or set ${CONFIG_ENV}"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {config_path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_path}: invalid TOML: {exc}") from None
+    return _ConfigReader(config_path).read(raw)
+
+
+T = TypeVar("T")
+
+
+class _ConfigReader:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.root = path.parent
+
+    def fail(self, where: str, problem: str) -> typing.NoReturn:
+        raise ConfigError(f"{self.path}: {where}: {problem}")
+
+    def read(self, raw: dict[str, Any]) -> Config:
+        allowed = set(_TOP_LEVEL) | {"sources", "authors", "digests"}
+        for key in raw:
+            if key not in allowed:
+                self.fail(key, f"unknown key; expected one of {', '.join(sorted(allowed))}")
+        if "newsletter" not in raw:
+            self.fail("[newsletter]", "missing required table (needs at least name and from)")
+        tables = {
+            name: self.table(cls, raw.get(name, {}), f"[{name}]")
+            for name, cls in _TOP_LEVEL.items()
+            if name != "dkim"
+        }
+        database = tables["database"]
+        tables["database"] = replace(database, url=sqlite_url_relative_to(database.url, self.root))
+        dkim = self.table(DkimSettings, raw["dkim"], "[dkim]") if "dkim" in raw else None
+        sources = tuple(
+            self.source(entry, i) for i, entry in enumerate(self.list_of(raw, "sources"))
+        )
+        authors = {
+            name: self.table(AuthorSettings, entry, f'[authors."{name}"]')
+            for name, entry in self.dict_of(raw, "authors").items()
+        }
+        digests = {
+            name: self.digest(name, entry) for name, entry in self.dict_of(raw, "digests").items()
+        }
+        config = Config(
+            path=self.path,
+            dkim=dkim,
+            sources=sources,
+            authors=authors,
+            digests=digests,
+            **tables,  # type: ignore[arg-type]
+        )
+        self.check(config)
+        return config
+
+    def list_of(self, raw: dict[str, Any], key: str) -> list[Any]:
+        value = raw.get(key, [])
+        if not isinstance(value, list):
+            self.fail(key, f"must be an array of tables ([[{key}]])")
+        return value
+
+    def dict_of(self, raw: dict[str, Any], key: str) -> dict[str, Any]:
+        value = raw.get(key, {})
+        if not isinstance(value, dict):
+            self.fail(key, f"must be a table of tables ([{key}.NAME])")
+        return value
+
+    def source(self, entry: Any, index: int) -> SourceSettings:
+        where = f"[[sources]] #{index + 1}"
+        source = self.table(SourceSettings, entry, where)
+        if source.kind == "folder" and source.path is None:
+            self.fail(f"{where} ({source.name})", "a folder source needs path = \"DIR\"")
+        if source.kind == "feed" and not source.url:
+            self.fail(f"{where} ({source.name})", "a feed source needs url = \"URL or file\"")
+        if source.kind == "feed" and "://" not in source.url:  # type: ignore[operator]
+            return replace(source, url=str(self.root / source.url))  # type: ignore[operator]
+        return source
+
+    def digest(self, name: str, entry: Any) -> DigestSettings:
+        digest = self.table(DigestSettings, entry, f"[digests.{name}]")
+        return replace(digest, name=name)
+
+    def check(self, config: Config) -> None:
+        try:
+            ZoneInfo(config.newsletter.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.fail(
+                "[newsletter].timezone",
+                f"unknown time zone {config.newsletter.timezone!r}; use an IANA name such as "
+                "\"UTC\" or \"Europe/Berlin\"",
+            )
+        names = [source.name for source in config.sources]
+        for digest in config.digests.values():
+            for source_name in digest.sources:
+                if source_name not in names:
+                    self.fail(
+                        f"[digests.{digest.name}].sources",
+                        f"no source named {source_name!r} (configured: {', '.join(names)})",
+                    )
+        for key in ("connections", "port"):
+            if getattr(config.smtp, key) < 1:
+                self.fail(f"[smtp].{key}", "must be at least 1")
+
+    def table(self, cls: type[T], raw: Any, where: str) -> T:
+        if not isinstance(raw, dict):
+            self.fail(where, "must be a table")
+        by_key = {
+            f.metadata.get("key", f.name): f
+            for f in fields(cls)  # type: ignore[arg-type]
+            if not f.metadata.get("derived")
+        }
+        hints = typing.get_type_hints(cls)
+        for key in raw:
+            if key not in by_key:
+                self.fail(f"{where}.{key}", f"unknown key; expected one of {', '.join(by_key)}")
+        values: dict[str, Any] = {}
+        for key, f in by_key.items():
+            if key in raw:
+                values[f.name] = self.value(hints[f.name], raw[key], f"{where}.{key}")
+            elif f.default is MISSING and f.default_factory is MISSING:
+                self.fail(f"{where}.{key}", "missing required key")
+        return cls(**values)
+
+    def value(self, hint: Any, value: Any, where: str) -> Any:
+        origin = typing.get_origin(hint)
+        args = typing.get_args(hint)
+        if origin in (typing.Union, types.UnionType):
+            inner = [a for a in args if a is not type(None)]
+            return self.value(inner[0], value, where)
+        if origin is Literal:
+            if value not in args:
+                self.fail(where, f"must be one of {', '.join(map(repr, args))}, not {value!r}")
+            return value
+        if origin is tuple:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                self.fail(where, "must be an array of strings")
+            return tuple(value)
+        if hint is Path:
+            if not isinstance(value, str):
+                self.fail(where, f"must be a path string, not {type(value).__name__}")
+            return (self.root / Path(value).expanduser()).resolve()
+        if hint is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self.fail(where, f"must be a number, not {value!r}")
+            return float(value)
+        if hint is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                self.fail(where, f"must be a whole number, not {value!r}")
+            return value
+        if not isinstance(value, hint) or (hint is not bool and isinstance(value, bool)):
+            self.fail(where, f"must be a {_TYPE_NAMES.get(hint, hint.__name__)}, not {value!r}")
+        if hint is str and ("\r" in value or "\n" in value) and where.endswith(("from", "reply_to")):
+            self.fail(where, "must be one line (no CR or LF)")
+        return value
+
+
+_TYPE_NAMES = {str: "string", bool: "boolean (true or false)"}
+
+
+def sqlite_url_relative_to(url: str, root: Path) -> str:
+    """Make a relative sqlite:/// path absolute against the config file's folder."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite://":
+        rest = url[len(prefix):]
+        if rest and not rest.startswith(":memory:"):
+            return prefix + str((root / rest).resolve())
+    return url

@@ -1,0 +1,281 @@
+"""Render an issue once: Jinja2 -> MJML -> HTML -> inlined CSS, plus the text part.
+
+Per-recipient values are placeholders in the result (`PLACEHOLDERS`); they survive MJML
+and premailer untouched and are filled later by `PersonalTemplate`, a plain
+substitution that costs microseconds, so the expensive stages here run once per issue.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import html2text
+import jinja2
+from markupsafe import Markup
+from mjml import mjml2html
+from premailer import Premailer
+
+from .config import Config, DigestSettings
+from .errors import TemplateError
+from .models import Article, IssueContent
+
+# The personal values of a message, as they stand in the rendered issue.
+PLACEHOLDERS: dict[str, str] = {
+    "unsubscribe_url": "%%NL_UNSUBSCRIBE_URL%%",
+    "name": "%%NL_NAME%%",
+    "email": "%%NL_EMAIL%%",
+}
+# What a reader of the public web archive sees instead of a subscriber's own values.
+NEUTRAL_VALUES: dict[str, str] = {"unsubscribe_url": "#unsubscribe", "name": "reader", "email": "you"}
+
+GMAIL_CLIP_BYTES = 102 * 1024
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    subject: str
+    html: str
+    text: str
+    warnings: tuple[str, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
+
+
+class PersonalTemplate:
+    """A rendered part split once at its placeholders, filled per recipient by a join."""
+
+    _PATTERN = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS.values()))
+    _NAME_OF = {marker: name for name, marker in PLACEHOLDERS.items()}
+
+    def __init__(self, rendered: str, *, escape_html: bool) -> None:
+        self.escape_html = escape_html
+        self.pieces: list[str] = []
+        self.slots: list[str] = []  # the placeholder name after each piece but the last
+        position = 0
+        for match in self._PATTERN.finditer(rendered):
+            self.pieces.append(rendered[position : match.start()])
+            self.slots.append(self._NAME_OF[match.group()])
+            position = match.end()
+        self.pieces.append(rendered[position:])
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        if self.escape_html:
+            values = {k: html.escape(v, quote=True) for k, v in values.items()}
+        out = [self.pieces[0]]
+        for slot, piece in zip(self.slots, self.pieces[1:]):
+            out.append(values[slot])
+            out.append(piece)
+        return "".join(out)
+
+
+def personal_values(unsubscribe_url: str, name: str, email: str) -> dict[str, str]:
+    """The values for one recipient; an empty name reads as 'reader'."""
+    return {"unsubscribe_url": unsubscribe_url, "name": name or "reader", "email": email}
+
+
+def template_environment(config: Config) -> jinja2.Environment:
+    """Templates in the config's folder first, then the packaged defaults."""
+    loaders: list[jinja2.BaseLoader] = []
+    if config.newsletter.templates.is_dir():
+        loaders.append(jinja2.FileSystemLoader(config.newsletter.templates))
+    loaders.append(jinja2.FileSystemLoader(str(files("newsletter.templates"))))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html", "mjml", "mjml.j2", "html.j2"),
+            default_for_string=False,
+        ),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["as_text"] = html_to_text
+    env.filters["date"] = lambda moment, fmt="%B %-d, %Y": moment.strftime(fmt)
+    return env
+
+
+def render_issue(config: Config, digest: DigestSettings, content: IssueContent) -> RenderedIssue:
+    """Every expensive step, once per issue, timed for the benchmark."""
+    env = template_environment(config)
+    context = template_context(config, content)
+    timings: dict[str, float] = {}
+
+    def timed(stage: str, work: Callable[[], str]) -> str:
+        start = time.perf_counter()
+        result = work()
+        timings[stage] = time.perf_counter() - start
+        return result
+
+    mjml = timed("jinja", lambda: render_template(env, digest.template, context))
+    compiled = timed("mjml", lambda: compile_mjml(mjml, digest.template))
+    inlined = timed("inline", lambda: inline_css(compiled))
+    text = timed("text", lambda: render_text(env, digest.text_template, context, inlined))
+    return RenderedIssue(
+        subject=content.subject,
+        html=inlined,
+        text=text,
+        warnings=tuple(preview_warnings(inlined)),
+        timings=timings,
+    )
+
+
+def template_context(config: Config, content: IssueContent) -> dict[str, Any]:
+    settings = config.newsletter
+    return {
+        "newsletter": {
+            "name": settings.name,
+            "postal_address": settings.postal_address,
+            "base_url": settings.base_url.rstrip("/"),
+        },
+        "issue": content,
+        "digest": content.digest,
+        "subject": content.subject,
+        "articles": [article_context(a) for a in content.articles],
+        "date": content.created.astimezone(settings.tz),
+        "unsubscribe_url": PLACEHOLDERS["unsubscribe_url"],
+        "subscriber_name": PLACEHOLDERS["name"],
+        "subscriber_email": PLACEHOLDERS["email"],
+        **content.extra,
+    }
+
+
+def article_context(article: Article) -> dict[str, Any]:
+    return {
+        "id": article.id,
+        "title": article.title,
+        "subtitle": article.subtitle,
+        "url": article.url,
+        "excerpt": article.excerpt,
+        # Sanitized by its source (nh3 for feeds and Markdown, escaped for plain text).
+        "body_html": Markup(article.body_html),
+        "authors": article.authors,
+        "published": article.published,
+        "source": article.source,
+    }
+
+
+def render_subject(expression: str, context: Mapping[str, Any], digest_name: str) -> str:
+    """The digest's `subject` is a Jinja2 template string over the issue; one line."""
+    try:
+        subject = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(expression).render(context)
+    except jinja2.TemplateError as exc:
+        raise TemplateError(
+            f"[digests.{digest_name}].subject: {exc}; fix the expression in the config"
+        ) from None
+    return " ".join(subject.split())
+
+
+def render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateNotFound as exc:
+        searched = ", ".join(_search_paths(env))
+        raise TemplateError(
+            f"template {exc.name!r} not found (looked in {searched}); "
+            "fix the digest's template setting or add the file"
+        ) from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"template {exc.filename or exc.name}, line {exc.lineno}: {exc.message}; fix the template"
+        ) from None
+    except jinja2.TemplateError as exc:
+        where = _template_location(sys.exc_info()[2]) or f"template {name}"
+        raise TemplateError(f"{where}: {exc}; fix the template") from None
+
+
+def _search_paths(env: jinja2.Environment) -> list[str]:
+    loader = env.loader
+    assert isinstance(loader, jinja2.ChoiceLoader)
+    return [p for sub in loader.loaders for p in getattr(sub, "searchpath", [])]
+
+
+def _template_location(tb: TracebackType | None) -> str | None:
+    """Jinja rewrites tracebacks so that template frames carry the template's file and line."""
+    found = None
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            found = f"template {filename}, line {tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
+
+
+def compile_mjml(mjml: str, template_name: str) -> str:
+    try:
+        return mjml2html(mjml)
+    except ValueError as exc:
+        raise TemplateError(
+            f"template {template_name} produced invalid MJML ({exc}); check its tags are closed"
+        ) from None
+
+
+def inline_css(document: str) -> str:
+    """Move <style> rules into style attributes; media queries stay in a <style> block."""
+    return Premailer(
+        document,
+        keep_style_tags=False,
+        strip_important=False,
+        remove_classes=False,
+        disable_validation=True,
+        allow_network=False,
+        cssutils_logging_level=logging.CRITICAL,
+    ).transform(pretty_print=False)
+
+
+def render_text(
+    env: jinja2.Environment, name: str, context: Mapping[str, Any], rendered_html: str
+) -> str:
+    """The text part from its own template, or from the HTML when there is none."""
+    try:
+        env.get_template(name)
+    except jinja2.TemplateNotFound:
+        return html_to_text(rendered_html)
+    return render_template(env, name, context)
+
+
+def html_to_text(fragment: str) -> str:
+    converter = html2text.HTML2Text(bodywidth=0)
+    converter.ignore_images = True
+    converter.inline_links = False  # links as numbered references keep paragraphs readable
+    converter.protect_links = True
+    return converter.handle(str(fragment)).strip()
+
+
+_IMG = re.compile(r"<img\b[^>]*>", re.I)
+_ALT = re.compile(r"""\balt\s*=\s*(["'])\s*\S""", re.I)
+
+
+def preview_warnings(document: str) -> list[str]:
+    warnings = []
+    size = len(document.encode("utf-8"))
+    if size >= GMAIL_CLIP_BYTES:
+        warnings.append(
+            f"the HTML is {size / 1024:.0f} KB; Gmail clips messages at 102 KB: "
+            "lower max_articles or excerpt_words"
+        )
+    for tag in _IMG.findall(document):
+        if not _ALT.search(tag):
+            src = re.search(r"""src\s*=\s*["']([^"']*)""", tag, re.I)
+            warnings.append(
+                f"image {src.group(1) if src else '(no src)'} has no alt text; "
+                "readers with images off or screen readers see nothing"
+            )
+    return warnings
+
+
+def write_preview(path: Path, rendered: RenderedIssue) -> None:
+    """The preview as a subscriber would see it, with neutral personal values."""
+    filled = PersonalTemplate(rendered.html, escape_html=True).fill(NEUTRAL_VALUES)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(filled, encoding="utf-8")
+    tmp.replace(path)

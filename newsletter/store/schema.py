@@ -1,0 +1,192 @@
+"""Every table of the store. Only the store package speaks SQL.
+
+Timestamps are aware UTC datetimes (see UtcDateTime); emails are stored normalized,
+and `email_key` (lower-cased) carries the case-insensitive uniqueness.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC: SQLite keeps no zone, PostgreSQL gets timestamptz."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware UTC datetime")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+metadata = MetaData()
+
+lists = Table(
+    "lists",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(100), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("double_opt_in", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime, nullable=False, default=utcnow),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False, unique=True),  # lower(email)
+    Column("name", String(200), nullable=False, default=""),
+    Column("attributes", JSON, nullable=False, default=dict),
+    Column("bounces", Integer, nullable=False, default=0),
+    Column("created_at", UtcDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UtcDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+)
+
+# status: unconfirmed | confirmed | unsubscribed
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("list_id", Integer, ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "subscriber_id",
+        Integer,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("status", String(20), nullable=False),
+    Column("confirm_token", String(100), nullable=True),
+    Column("subscribed_at", UtcDateTime, nullable=False, default=utcnow),
+    Column("confirmed_at", UtcDateTime, nullable=True),
+    Column("unsubscribed_at", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+    Index("ix_memberships_list_status", "list_id", "status"),
+)
+
+# kind: address (an email_key) | domain | forgotten (a keyed hash of an email_key)
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("value", String(320), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("created_at", UtcDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("kind", "value", name="uq_suppressions_kind_value"),
+)
+
+# The consent and events log: what happened to whom, when, and from where.
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UtcDateTime, nullable=False, default=utcnow),
+    Column("kind", String(40), nullable=False),  # subscribed, confirmed, unsubscribed, ...
+    Column("email", String(320), nullable=True),  # erased by `forget`
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL")),
+    Column("list_id", Integer, ForeignKey("lists.id", ondelete="SET NULL")),
+    Column("source", String(200), nullable=False),  # cli | import:FILE | web | send
+    Column("ip", String(64), nullable=True),
+    Column("detail", JSON, nullable=False, default=dict),
+    Index("ix_events_subscriber", "subscriber_id"),
+)
+
+# status: sending | paused | done
+issues = Table(
+    "issues",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("digest", String(100), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("list_id", Integer, ForeignKey("lists.id", ondelete="RESTRICT"), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("html", Text, nullable=False),  # rendered, with personal placeholders
+    Column("text", Text, nullable=False),
+    Column("status", String(20), nullable=False, default="sending"),
+    Column("paused_reason", Text, nullable=True),
+    Column("lease_owner", String(100), nullable=True),
+    Column("lease_expires", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False, default=utcnow),
+    Column("finished_at", UtcDateTime, nullable=True),
+    UniqueConstraint("digest", "number", name="uq_issues_digest_number"),
+)
+
+# Which articles each issue carried: an article goes into one issue of a digest only once.
+issue_articles = Table(
+    "issue_articles",
+    metadata,
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    Column("digest", String(100), nullable=False),
+    Column("article_id", String(64), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("url", Text, nullable=True),
+    UniqueConstraint("digest", "article_id", name="uq_issue_articles_digest_article"),
+)
+
+# status: pending | claimed | sent | failed | skipped
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),  # also the claim order
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL"), nullable=True),
+    Column("email", String(320), nullable=True),  # erased by `forget`
+    Column("status", String(20), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("claimed_by", String(100), nullable=True),
+    Column("claimed_until", UtcDateTime, nullable=True),
+    Column("sent_at", UtcDateTime, nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_deliveries_issue_status", "issue_id", "status"),
+    UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
+)
+
+# Feed state across runs: conditional GET validators, and when an undated entry was first seen.
+feed_cache = Table(
+    "feed_cache",
+    metadata,
+    Column("url", Text, primary_key=True),
+    Column("etag", Text, nullable=True),
+    Column("last_modified", Text, nullable=True),
+    Column("body", LargeBinary, nullable=True),  # the last 200 answer, reparsed on a 304
+    Column("fetched_at", UtcDateTime, nullable=False, default=utcnow),
+)
+
+first_seen = Table(
+    "first_seen",
+    metadata,
+    Column("article_id", String(64), primary_key=True),
+    Column("seen_at", UtcDateTime, nullable=False, default=utcnow),
+)

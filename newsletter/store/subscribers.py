@@ -1,0 +1,13 @@
+"""Store area: subscribers (to be filled in)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from . import Store
+
+
+class Subscribers:
+    def __init__(self, store: Store) -> None:
+        self.store = store
