@@ -221,7 +221,9 @@ def compile_mjml(mjml: str, template_name: str) -> str:
 
 def inline_css(document: str) -> str:
     """Move <style> rules into style attributes; media queries stay in a <style> block."""
-    return Premailer(
+    # lxml drops the doctype, and without it some clients render in quirks mode.
+    doctype = document[: document.index(">") + 1] if document.lower().startswith("<!doctype") else ""
+    return doctype + Premailer(
         document,
         keep_style_tags=False,
         strip_important=False,

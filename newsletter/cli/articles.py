@@ -66,6 +66,7 @@ def preview_command(
         return
     target = output or Path("preview.html")
     write_preview(target, rendered)
-    click.echo(f"Wrote {target} ({len(content.articles)} articles, subject: {content.subject})")
+    count = len(content.articles)
+    click.echo(f"Wrote {target} ({count} article{'s' * (count != 1)}, subject: {content.subject})")
     if open_browser:
         webbrowser.open(target.resolve().as_uri())
