@@ -1,13 +1,113 @@
-"""Store area: lists (to be filled in)."""
+"""Store area: lists (slug, name, description, double opt-in) and their member counts."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Row, delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import NotFound, StoreError
+from .records import ListRecord, ListSummary
+from .schema import issues, lists, memberships
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from . import Store
+
+# A slug goes into URLs, List-Id headers and config files: keep it plain.
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 
 
 class Lists:
     def __init__(self, store: Store) -> None:
         self.store = store
+
+    def create(
+        self,
+        slug: str,
+        name: str | None = None,
+        description: str = "",
+        double_opt_in: bool = False,
+    ) -> ListRecord:
+        """A new list; StoreError if the slug is malformed or taken."""
+        if not _SLUG.fullmatch(slug):
+            raise StoreError(
+                f"invalid list slug {slug!r}: use lower-case letters, digits, '-' and '_' "
+                "(at most 100, starting with a letter or digit)"
+            )
+        values = {
+            "slug": slug,
+            "name": name or slug,
+            "description": description,
+            "double_opt_in": double_opt_in,
+        }
+        try:
+            with self.store.begin() as conn:
+                conn.execute(insert(lists).values(values))
+        except IntegrityError:
+            raise StoreError(
+                f"list {slug!r} already exists; pick another slug "
+                f"(or remove it first with `newsletter lists rm {slug}`)"
+            ) from None
+        return self.get(slug)
+
+    def get(self, slug: str) -> ListRecord:
+        with self.store.begin() as conn:
+            return self.get_in(conn, slug)
+
+    def get_in(self, conn: Connection, slug: str) -> ListRecord:
+        """`get` inside a transaction the caller holds."""
+        row = conn.execute(select(lists).where(lists.c.slug == slug)).first()
+        if row is None:
+            raise NotFound(f"no list {slug!r}; create it with `newsletter lists add {slug}`")
+        return _record(row)
+
+    def get_by_id(self, list_id: int) -> ListRecord:
+        with self.store.begin() as conn:
+            row = conn.execute(select(lists).where(lists.c.id == list_id)).first()
+        if row is None:
+            raise NotFound(f"no list with id {list_id}; see `newsletter lists ls`")
+        return _record(row)
+
+    def all(self) -> list[ListSummary]:
+        """Every list, by slug, with its member counts by status."""
+        with self.store.begin() as conn:
+            rows = conn.execute(select(lists).order_by(lists.c.slug)).all()
+            counts: dict[int, dict[str, int]] = {}
+            for list_id, status, count in conn.execute(
+                select(memberships.c.list_id, memberships.c.status, func.count()).group_by(
+                    memberships.c.list_id, memberships.c.status
+                )
+            ):
+                counts.setdefault(list_id, {})[status] = count
+        return [ListSummary(_record(row), counts.get(row.id, {})) for row in rows]
+
+    def remove(self, slug: str) -> ListRecord:
+        """Delete a list and its memberships (subscribers stay); refused once it has issues."""
+        with self.store.begin() as conn:
+            record = self.get_in(conn, slug)
+            sent = conn.execute(
+                select(func.count()).select_from(issues).where(issues.c.list_id == record.id)
+            ).scalar_one()
+            if sent:
+                raise StoreError(
+                    f"list {slug!r} has {sent} issue(s) in the history; it cannot be removed "
+                    "(unsubscribe its members instead)"
+                )
+            conn.execute(delete(memberships).where(memberships.c.list_id == record.id))
+            conn.execute(delete(lists).where(lists.c.id == record.id))
+        return record
+
+
+def _record(row: Row[Any]) -> ListRecord:
+    return ListRecord(
+        id=row.id,
+        slug=row.slug,
+        name=row.name,
+        description=row.description,
+        double_opt_in=bool(row.double_opt_in),
+        created_at=row.created_at,
+    )
