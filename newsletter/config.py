@@ -155,6 +155,11 @@ class Config:
                 f"add a [digests.{name}] table or pick one of those"
             ) from None
 
+    def first_digest_name(self) -> str:
+        if not self.digests:
+            raise ConfigError(f"{self.path} configures no digest; add a [digests.NAME] table")
+        return next(iter(self.digests))
+
     def secret(self, env_name: str, what: str) -> str:
         """A secret from the environment variable the config names, or a SecretError."""
         value = os.environ.get(env_name, "")

@@ -16,12 +16,13 @@ from .app import app, print_json, print_table, state, warn
 @app.command("articles")
 def articles_command(
     ctx: typer.Context,
-    digest: str = typer.Argument("weekly", help="The digest whose next issue to show."),
+    digest: str = typer.Argument(None, help="The digest whose next issue to show (default: the first)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
 ) -> None:
     """List the articles the digest's next issue would carry."""
     app_state = state(ctx)
-    settings = app_state.config.digest(digest)
+    settings = app_state.config.digest(digest or app_state.config.first_digest_name())
+    digest = settings.name
     content = next_issue(app_state.config, settings, app_state.store, warn)
     if as_json:
         print_json([article.as_json() for article in content.articles])
