@@ -12,6 +12,7 @@ that one sanitizer, with one allow-list, decides what reaches an email.
 from __future__ import annotations
 
 import html
+import http.client
 import re
 import urllib.error
 import urllib.request
@@ -127,8 +128,10 @@ def fetch_feed_url(source: SourceSettings, feeds: Feeds) -> FeedDocument:
         raise SourceError(
             f"source {source.name!r}: {url} answered HTTP {exc.code} {exc.reason}"
         ) from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise SourceError(f"source {source.name!r}: cannot fetch {url} ({_reason(exc, source)})") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        raise SourceError(
+            f"source {source.name!r}: cannot fetch {url} ({_reason(exc, source)})"
+        ) from None
     if len(body) > MAX_FEED_BYTES:
         raise SourceError(
             f"source {source.name!r}: {url} is larger than {MAX_FEED_BYTES // (1024 * 1024)} MB; "
@@ -143,7 +146,7 @@ def _reason(exc: BaseException, source: SourceSettings) -> str:
     reason = getattr(exc, "reason", exc)
     if isinstance(reason, TimeoutError) or "timed out" in str(reason):
         return f"no answer within {source.timeout:g} s"
-    return getattr(reason, "strerror", None) or str(reason)
+    return getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
 
 
 # --- parsing --------------------------------------------------------------------------
@@ -183,7 +186,9 @@ def _parse(body: bytes, base_url: str | None) -> Any:
     headers = {"content-type": "application/xml"}
     if base_url:
         headers["content-location"] = base_url
-    return feedparser.parse(body, response_headers=headers, sanitize_html=False)
+    return feedparser.parse(
+        body, response_headers=headers, resolve_relative_uris=True, sanitize_html=False
+    )
 
 
 def _declared_base(feed: Any) -> str | None:
@@ -263,17 +268,17 @@ def _plain(value: str, content_type: str | None) -> str:
 
 def _entry_url(entry: Any) -> str | None:
     """The entry's link if it is an absolute web URL (nothing else belongs in an email)."""
-    link = entry.get("link", "")
+    link = entry.get("link", "").strip()
     return link if _is_web_url(link) else None
 
 
 def _is_web_url(value: str) -> bool:
-    parts = urlsplit(value.strip())
+    parts = urlsplit(value)
     return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
 
 
 def _author_names(item: Any) -> list[str]:
-    """dc:creator / author / Atom author names, "A and B" split in two, e-mail addresses left out."""
+    """dc:creator / author / Atom author names; "A and B" split in two, addresses left out."""
     raw = [a.get("name", "") for a in item.get("authors", [])] or [item.get("author", "")]
     names: list[str] = []
     for value in raw:
@@ -284,7 +289,11 @@ def _author_names(item: Any) -> list[str]:
 
 
 def _published(entry: Any) -> datetime | None:
-    moment: struct_time | None = entry.get("published_parsed") or entry.get("updated_parsed")
+    # `"updated_parsed" in entry` is asked first because feedparser's get() would fall back
+    # to published_parsed with a DeprecationWarning.
+    moment: struct_time | None = entry.get("published_parsed") or (
+        entry["updated_parsed"] if "updated_parsed" in entry else None
+    )
     if moment is None:
         return None
     # feedparser normalizes every parsed date to UTC.
