@@ -169,6 +169,7 @@ deliveries = Table(
     Column("claimed_until", UtcDateTime, nullable=True),
     Column("sent_at", UtcDateTime, nullable=True),
     Column("error", Text, nullable=True),
+    Column("retry_at", UtcDateTime, nullable=True),  # a deferred (4xx) delivery waits until then
     Index("ix_deliveries_issue_status", "issue_id", "status"),
     UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
 )
