@@ -1,0 +1,127 @@
+"""The double opt-in confirmation mail, and the link it carries.
+
+The link is `{base_url}/confirm/{signed}.{membership_token}`: `signed` is an HMAC token
+(tokens.CONFIRM) naming subscriber and list, so a tampered link is refused before the
+store is asked and the page can say what it confirms; `membership_token` is the random
+token the store keeps on the membership and clears on unsubscribe, so an old link cannot
+undo a later unsubscribe.
+
+One mail per sign-up, rendered from templates/confirm.mjml.j2 and confirm.txt.j2 (a
+config's templates folder may override them) and sent through the configured transport.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid, parseaddr
+
+from . import tokens
+from .config import Config
+from .errors import DeliveryError
+from .message import SIGNED_HEADERS, envelope_address
+from .render import compile_mjml, inline_css, render_template, template_environment
+from .signing import load_signer
+from .store import Store
+from .store.records import AddResult, ListRecord
+from .transport import MessageFailure, open_transport
+
+HTML_TEMPLATE = "confirm.mjml.j2"
+TEXT_TEMPLATE = "confirm.txt.j2"
+
+
+def confirm_url(config: Config, result: AddResult) -> str:
+    """The link that confirms this membership; ValueError if it has nothing to confirm."""
+    if result.confirm_token is None:
+        raise ValueError(f"{result.email} has nothing to confirm (status {result.status})")
+    signed = tokens.make_token(
+        config.token_secret, tokens.CONFIRM, result.subscriber_id, result.list_id
+    )
+    return f"{config.newsletter.base_url.rstrip('/')}/confirm/{signed}.{result.confirm_token}"
+
+
+def read_confirm_token(secret: bytes, token: str) -> tuple[tokens.TokenClaims, str]:
+    """(the signed claims, the store's membership token) of a confirm link; BadToken if forged."""
+    signed, _, membership_token = token.rpartition(".")
+    if not signed or not membership_token:
+        raise tokens.BadToken("the link is malformed; copy the whole link from the email")
+    return tokens.read_token(secret, signed, tokens.CONFIRM), membership_token
+
+
+def send_confirmation(config: Config, store: Store, result: AddResult) -> bool:
+    """Mail the confirmation link of a new unconfirmed member; False if none is due.
+
+    DeliveryError when the mail cannot go out; the member stays unconfirmed and signing
+    up again sends the same link again.
+    """
+    if result.confirm_token is None:
+        return False
+    list_record = store.lists.get_by_id(result.list_id)
+    subscriber = store.subscribers.get_by_id(result.subscriber_id)
+    message = build_confirmation(config, list_record, result, subscriber.name if subscriber else "")
+    sender = envelope_address(parseaddr(config.newsletter.from_)[1])
+    try:
+        with open_transport(config) as transport:
+            transport.send_message(sender, envelope_address(result.email), message)
+    except MessageFailure as exc:
+        raise DeliveryError(
+            f"the confirmation mail to {result.email} was not accepted: {exc.reply}"
+        ) from None
+    return True
+
+
+def build_confirmation(config: Config, list_record: ListRecord, result: AddResult, name: str) -> bytes:
+    """The whole message (text then HTML), as bytes with CRLF line ends."""
+    subject = f"Confirm your subscription to {list_record.name}"
+    env = template_environment(config)
+    context = {
+        "newsletter": {
+            "name": config.newsletter.name,
+            "postal_address": config.newsletter.postal_address,
+        },
+        "list": list_record,
+        "subject": subject,
+        "email": result.email,
+        "subscriber_name": name or "reader",
+        "confirm_url": confirm_url(config, result),
+    }
+    html = inline_css(compile_mjml(render_template(env, HTML_TEMPLATE, context), HTML_TEMPLATE))
+    text = render_template(env, TEXT_TEMPLATE, context)
+
+    message = EmailMessage(policy=SMTP)
+    message["From"] = config.newsletter.from_
+    message["To"] = result.email
+    message["Subject"] = subject
+    message["Date"] = format_datetime(datetime.now(timezone.utc))
+    message["Message-ID"] = make_msgid(domain=_domain(config.newsletter.from_))
+    # RFC 3834: an automatic mail; auto-responders must not answer it.
+    message["Auto-Submitted"] = "auto-generated"
+    if config.newsletter.reply_to:
+        message["Reply-To"] = config.newsletter.reply_to
+    # Quoted-printable keeps every line short and ASCII, as DKIM's simple body rule wants.
+    message.set_content(text, cte="quoted-printable")
+    message.add_alternative(html, subtype="html", cte="quoted-printable")
+    return dkim_signed(config, message.as_bytes())
+
+
+def dkim_signed(config: Config, data: bytes) -> bytes:
+    """The message with a DKIM-Signature on top when [dkim] is configured."""
+    signer = load_signer(config)
+    if signer is None:
+        return data
+    head, _, body = data.partition(b"\r\n\r\n")
+    fields: list[tuple[str, str]] = []
+    for line in head.decode("utf-8").split("\r\n"):
+        if line[:1] in (" ", "\t"):  # a folded continuation of the field above
+            name, value = fields[-1]
+            fields[-1] = (name, f"{value}\r\n{line}")
+        else:
+            name, _, value = line.partition(":")
+            fields.append((name, value.lstrip(" ")))
+    signed = [(name, value) for name, value in fields if name in SIGNED_HEADERS]
+    return signer.sign(signed, body) + data
+
+
+def _domain(address: str) -> str:
+    return parseaddr(address)[1].rpartition("@")[2] or "localhost"

@@ -1,0 +1,489 @@
+"""The subscriber's side on the web: one-click unsubscribe, confirmation, subscribe, archive.
+
+`create_app(config, store)` builds the Starlette app that `newsletter serve` runs under
+uvicorn. Every page is a Jinja2 template with autoescape on (templates/web/). Nothing
+here redirects, so there is no redirect to abuse; forms post back to our own URLs.
+
+Human forms are guarded against cross-site posting (`FormGuard`); the RFC 8058 one-click
+POST is not, because mail providers send it with no page in between, and the token in its
+URL is what authorizes it. A GET never changes anything: mail scanners follow links.
+Store and mail work runs in a worker thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import addresses, tokens
+from .confirmation import read_confirm_token, send_confirmation
+from .config import Config
+from .errors import AddressError, NewsletterError, NotFound, StoreError
+from .render import NEUTRAL_VALUES, PersonalTemplate
+from .store import Store
+from .store.records import UNSUBSCRIBED, ListRecord, MembershipInfo
+
+log = logging.getLogger("newsletter.web")
+
+HONEYPOT_FIELD = "website"  # hidden from people; a bot that fills it is thanked and ignored
+FORM_TOKEN_FIELD = "form_token"
+FORM_MAX_AGE = 24 * 3600
+MAX_BODY_BYTES = 64 * 1024
+RATE_WINDOW_SECONDS = 3600.0
+FEED_ENTRIES = 20
+SUMMARY_CHARS = 400
+NAME_MAX_CHARS = 200
+
+SECURITY_HEADERS = {
+    # Issue pages carry the email's own inline styles and remote images, never scripts.
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    # Token URLs must not leak to other sites; same-origin still sends Origin on our forms.
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def create_app(config: Config, store: Store) -> Starlette:
+    """The web app; SecretError at once if the token secret is not set."""
+    site = Site(config, store, config.token_secret)
+    return Starlette(
+        routes=[
+            Route("/u/{token}", site.unsubscribe_page, methods=["GET"]),
+            Route("/u/{token}", site.unsubscribe, methods=["POST"]),
+            Route("/u/{token}/resubscribe", site.resubscribe, methods=["POST"]),
+            Route("/confirm/{token}", site.confirm_page, methods=["GET"]),
+            Route("/confirm/{token}", site.confirm, methods=["POST"]),
+            Route("/subscribe/{slug}", site.subscribe_page, methods=["GET"]),
+            Route("/subscribe/{slug}", site.subscribe, methods=["POST"]),
+            Route("/archive/{digest}", site.archive_index, methods=["GET"]),
+            Route("/archive/{digest}/feed.xml", site.archive_feed, methods=["GET"]),
+            Route("/archive/{digest}/{number:int}", site.archive_issue, methods=["GET"]),
+        ],
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={HTTPException: site.error_page, Exception: site.server_error},
+        max_body_size=MAX_BODY_BYTES,
+    )
+
+
+def web_templates(config: Config) -> jinja2.Environment:
+    """templates/web/ in the config's folder first, then the packaged pages; all escaped."""
+    loaders: list[jinja2.BaseLoader] = []
+    override = config.newsletter.templates / "web"
+    if override.is_dir():
+        loaders.append(jinja2.FileSystemLoader(override))
+    loaders.append(jinja2.PackageLoader("newsletter.templates", "web"))
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def consent_text(list_record: ListRecord) -> str:
+    """What the subscribe form says the person agrees to; recorded with their consent."""
+    return (
+        f"I want to receive {list_record.name} by email at this address. "
+        "I can unsubscribe at any time with the link in every email."
+    )
+
+
+class Site:
+    """The request handlers, sharing the config, the store and the templates."""
+
+    def __init__(self, config: Config, store: Store, secret: bytes) -> None:
+        self.config = config
+        self.store = store
+        self.secret = secret
+        self.base_url = config.newsletter.base_url.rstrip("/")
+        self.templates = web_templates(config)
+        self.guard = FormGuard(secret, self.base_url)
+        self.subscribe_limit = RateLimiter(config.web.subscribe_rate_limit, RATE_WINDOW_SECONDS)
+
+    # -- unsubscribe (the link in every email) ---------------------------------------------
+
+    async def unsubscribe_page(self, request: Request) -> Response:
+        member = await self.member(self.claims(request, tokens.UNSUBSCRIBE))
+        if member.status == UNSUBSCRIBED:
+            return self.left_page(request, member)
+        return self.page(
+            "unsubscribe.html.j2", member=member, form_token=self.guard.token(request.url.path)
+        )
+
+    async def unsubscribe(self, request: Request) -> Response:
+        claims = self.claims(request, tokens.UNSUBSCRIBE)
+        member = await self.member(claims)
+        form = await request.form()
+        one_click = form.get("List-Unsubscribe") == "One-Click"
+        if not one_click:
+            self.guard.check(request, form)
+        await run_in_threadpool(
+            self.store.subscribers.unsubscribe_member,
+            claims.subscriber_id,
+            claims.list_id,
+            source="web:one-click" if one_click else "web",
+            ip=client_ip(request),
+        )
+        if one_click:  # RFC 8058: done at once, answered 200, no redirect
+            return PlainTextResponse("You are unsubscribed.\n")
+        return self.left_page(request, member)
+
+    def left_page(self, request: Request, member: MembershipInfo) -> Response:
+        action = f"{request.url.path.rstrip('/')}/resubscribe"
+        return self.page(
+            "unsubscribed.html.j2",
+            member=member,
+            resubscribe_action=action,
+            form_token=self.guard.token(action),
+        )
+
+    async def resubscribe(self, request: Request) -> Response:
+        claims = self.claims(request, tokens.UNSUBSCRIBE)
+        self.guard.check(request, await request.form())
+        try:
+            member = await run_in_threadpool(
+                self.store.subscribers.resubscribe_member,
+                claims.subscriber_id,
+                claims.list_id,
+                source="web",
+                ip=client_ip(request),
+            )
+        except StoreError as exc:  # NotFound (the subscription is gone) or blocked
+            raise HTTPException(400, str(exc)) from None
+        return self.page("resubscribed.html.j2", member=member)
+
+    # -- confirmation (double opt-in) -----------------------------------------------------
+
+    async def confirm_page(self, request: Request) -> Response:
+        claims, _ = self.confirm_claims(request)
+        member = await self.member(claims)
+        if member.status == UNSUBSCRIBED:
+            raise HTTPException(400, "this confirmation link is no longer valid: you unsubscribed since")
+        return self.page(
+            "confirm.html.j2", member=member, form_token=self.guard.token(request.url.path)
+        )
+
+    async def confirm(self, request: Request) -> Response:
+        _, membership_token = self.confirm_claims(request)
+        self.guard.check(request, await request.form())
+        try:
+            member = await run_in_threadpool(
+                self.store.subscribers.confirm_by_token, membership_token, ip=client_ip(request)
+            )
+        except NotFound as exc:
+            raise HTTPException(400, str(exc)) from None
+        return self.page("confirmed.html.j2", member=member)
+
+    def confirm_claims(self, request: Request) -> tuple[tokens.TokenClaims, str]:
+        try:
+            return read_confirm_token(self.secret, request.path_params["token"])
+        except tokens.BadToken as exc:
+            raise HTTPException(400, f"this confirmation link is not valid: {exc}") from None
+
+    # -- the public subscribe form --------------------------------------------------------
+
+    async def subscribe_page(self, request: Request) -> Response:
+        list_record = await self.list_named(request.path_params["slug"])
+        return self.subscribe_form(request, list_record)
+
+    def subscribe_form(
+        self, request: Request, list_record: ListRecord, *, error: str = "", email: str = "",
+        name: str = "", status: int = 200,
+    ) -> Response:
+        return self.page(
+            "subscribe.html.j2",
+            status=status,
+            list=list_record,
+            consent=consent_text(list_record),
+            form_token=self.guard.token(request.url.path),
+            honeypot=HONEYPOT_FIELD,
+            error=error,
+            email=email,
+            name=name,
+        )
+
+    async def subscribe(self, request: Request) -> Response:
+        ip = client_ip(request)
+        if not self.subscribe_limit.allow(ip or "unknown"):
+            raise HTTPException(429, "too many sign-ups from your address; try again in an hour")
+        form = await request.form()
+        self.guard.check(request, form)
+        list_record = await self.list_named(request.path_params["slug"])
+        email, name = field(form, "email"), " ".join(field(form, "name").split())[:NAME_MAX_CHARS]
+        if field(form, HONEYPOT_FIELD):
+            log.info("subscribe form for %s: honeypot filled from %s; ignored", list_record.slug, ip)
+            return self.page("subscribed.html.j2", list=list_record)
+        try:
+            addresses.parse(email)
+        except AddressError as exc:
+            return self.subscribe_form(
+                request, list_record, error=str(exc), email=email, name=name, status=400
+            )
+        await run_in_threadpool(self.sign_up, list_record, email, name, ip)
+        return self.page("subscribed.html.j2", list=list_record)
+
+    def sign_up(self, list_record: ListRecord, email: str, name: str, ip: str | None) -> None:
+        """Record the member and the consent, and mail the confirmation link if one is due.
+
+        A blocked or forgotten address gets the same thank-you page as anyone (the page
+        must not tell a stranger who is on which list); nothing is recorded for it.
+        """
+        try:
+            result = self.store.subscribers.add(
+                email, list_record.slug, name, source="web", ip=ip, secret=self.secret
+            )
+        except StoreError as exc:
+            log.info("subscribe form for %s: refused: %s", list_record.slug, exc)
+            return
+        self.store.subscribers.record_event(
+            "consent",
+            email=result.email,
+            subscriber_id=result.subscriber_id,
+            list_id=result.list_id,
+            source="web",
+            ip=ip,
+            detail={"text": consent_text(list_record), "form": f"/subscribe/{list_record.slug}"},
+        )
+        if result.confirm_token is not None:
+            try:
+                send_confirmation(self.config, self.store, result)
+            except NewsletterError as exc:
+                log.error("confirmation mail to %s failed: %s", result.email, exc)
+                raise HTTPException(
+                    503,
+                    "you are signed up, but the confirmation email could not be sent just now; "
+                    "please submit the form again later",
+                ) from None
+
+    # -- the archive ----------------------------------------------------------------------
+
+    async def archive_index(self, request: Request) -> Response:
+        digest = self.digest_named(request)
+        issues = await run_in_threadpool(self.store.issues.list_sent, digest)
+        return self.page(
+            "archive.html.j2",
+            digest=digest,
+            issues=[self.archive_entry(digest, issue) for issue in issues],
+            feed_url=f"{self.base_url}/archive/{digest}/feed.xml",
+            cache=True,
+        )
+
+    async def archive_issue(self, request: Request) -> Response:
+        digest = self.digest_named(request)
+        issue = await run_in_threadpool(
+            self.store.issues.get_sent, digest, request.path_params["number"]
+        )
+        if issue is None:
+            raise HTTPException(404, f"there is no issue {request.path_params['number']} of {digest}")
+        return HTMLResponse(neutral(issue.html, escape_html=True), headers=ARCHIVE_CACHE)
+
+    async def archive_feed(self, request: Request) -> Response:
+        digest = self.digest_named(request)
+        issues = await run_in_threadpool(self.store.issues.list_sent, digest, limit=FEED_ENTRIES)
+        entries = [self.archive_entry(digest, issue) for issue in issues]
+        xml = self.templates.get_template("feed.xml.j2").render(
+            newsletter=self.config.newsletter,
+            digest=digest,
+            feed_url=f"{self.base_url}/archive/{digest}/feed.xml",
+            archive_url=f"{self.base_url}/archive/{digest}",
+            updated=max((e.published for e in entries), default=datetime.now(timezone.utc)),
+            entries=entries,
+        )
+        return Response(xml, media_type="application/atom+xml", headers=ARCHIVE_CACHE)
+
+    def archive_entry(self, digest: str, issue: Any) -> ArchiveEntry:
+        text = neutral(issue.text, escape_html=False)
+        return ArchiveEntry(
+            number=issue.number,
+            subject=issue.subject,
+            published=issue.finished_at or issue.created_at,
+            url=f"{self.base_url}/archive/{digest}/{issue.number}",
+            summary=" ".join(text.split())[:SUMMARY_CHARS],
+        )
+
+    def digest_named(self, request: Request) -> str:
+        name = request.path_params["digest"]
+        if name not in self.config.digests:
+            raise HTTPException(404, f"there is no newsletter archive named {name!r}")
+        return str(name)
+
+    # -- shared ---------------------------------------------------------------------------
+
+    def claims(self, request: Request, purpose: str) -> tokens.TokenClaims:
+        try:
+            return tokens.read_token(self.secret, request.path_params["token"], purpose)
+        except tokens.BadToken as exc:
+            raise HTTPException(400, f"this link is not valid: {exc}") from None
+
+    async def member(self, claims: tokens.TokenClaims) -> MembershipInfo:
+        member = await run_in_threadpool(
+            self.store.subscribers.membership, claims.subscriber_id, claims.list_id
+        )
+        if member is None:
+            raise HTTPException(400, "this link is unknown: the subscription it names does not exist")
+        return member
+
+    async def list_named(self, slug: str) -> ListRecord:
+        try:
+            return await run_in_threadpool(self.store.lists.get, slug)
+        except NotFound:
+            raise HTTPException(404, f"there is no mailing list {slug!r}") from None
+
+    def page(self, template: str, *, status: int = 200, cache: bool = False, **context: Any) -> Response:
+        html = self.templates.get_template(template).render(
+            newsletter=self.config.newsletter, **context
+        )
+        return HTMLResponse(html, status_code=status, headers=ARCHIVE_CACHE if cache else None)
+
+    async def error_page(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return self.page(
+            "error.html.j2",
+            status=exc.status_code,
+            title=http.client.responses.get(exc.status_code, "Error"),
+            message=exc.detail,
+        )
+
+    async def server_error(self, request: Request, exc: Exception) -> Response:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return self.page(
+            "error.html.j2",
+            status=500,
+            title="Something went wrong",
+            message="something went wrong on our side; please try again later",
+        )
+
+
+ARCHIVE_CACHE = {"Cache-Control": "public, max-age=300"}
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    number: int
+    subject: str
+    published: datetime
+    url: str
+    summary: str
+
+
+def neutral(rendered: str, *, escape_html: bool) -> str:
+    """An issue as the public may see it: every personal placeholder neutralised."""
+    return PersonalTemplate(rendered, escape_html=escape_html).fill(NEUTRAL_VALUES)
+
+
+def field(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+class FormGuard:
+    """Refuses cross-site posts of our human forms.
+
+    Two checks: the browser's Origin (or Referer) must be our own site, and the form must
+    carry a token we signed for that form's URL within the last day (a page must have
+    been fetched from us first).
+    """
+
+    def __init__(self, secret: bytes, base_url: str) -> None:
+        self.secret = secret
+        self.base_origin = origin_of(base_url)
+
+    def token(self, action: str, now: float | None = None) -> str:
+        issued = int(time.time() if now is None else now)
+        return f"{issued}.{self._mac(action, issued)}"
+
+    def check(self, request: Request, form: FormData) -> None:
+        sender = request.headers.get("origin") or request.headers.get("referer")
+        own = {self.base_origin, f"{request.url.scheme}://{request.headers.get('host', '')}"}
+        if sender is not None and origin_of(sender) not in own:
+            raise HTTPException(403, "this form was sent from another site; use the form on our page")
+        issued_text, _, mac = field(form, FORM_TOKEN_FIELD).partition(".")
+        valid = (
+            issued_text.isdigit()
+            and hmac.compare_digest(mac, self._mac(request.url.path, int(issued_text)))
+            and time.time() - int(issued_text) <= FORM_MAX_AGE
+        )
+        if not valid:
+            raise HTTPException(403, "this form has expired or was not sent from our page; reload the page and try again")
+
+    def _mac(self, action: str, issued: int) -> str:
+        return hmac.new(self.secret, f"form|{action}|{issued}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+class RateLimiter:
+    """At most `limit` hits per key within a sliding window (in memory: one server process)."""
+
+    SWEEP_AT = 10_000  # keys kept before the idle ones are dropped
+
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self.hits: dict[str, deque[float]] = {}
+
+    def allow(self, key: str) -> bool:
+        now = self.clock()
+        if len(self.hits) >= self.SWEEP_AT:
+            self.hits = {k: v for k, v in self.hits.items() if v and v[-1] > now - self.window}
+        recent = self.hits.setdefault(key, deque())
+        while recent and recent[0] <= now - self.window:
+            recent.popleft()
+        if len(recent) >= self.limit:
+            return False
+        recent.append(now)
+        return True
+
+
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS to every response that does not set them itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
