@@ -63,14 +63,14 @@ class Lists:
         row = conn.execute(select(lists).where(lists.c.slug == slug)).first()
         if row is None:
             raise NotFound(f"no list {slug!r}; create it with `newsletter lists add {slug}`")
-        return _record(row)
+        return list_record(row)
 
     def get_by_id(self, list_id: int) -> ListRecord:
         with self.store.begin() as conn:
             row = conn.execute(select(lists).where(lists.c.id == list_id)).first()
         if row is None:
             raise NotFound(f"no list with id {list_id}; see `newsletter lists ls`")
-        return _record(row)
+        return list_record(row)
 
     def all(self) -> list[ListSummary]:
         """Every list, by slug, with its member counts by status."""
@@ -83,7 +83,7 @@ class Lists:
                 )
             ):
                 counts.setdefault(list_id, {})[status] = count
-        return [ListSummary(_record(row), counts.get(row.id, {})) for row in rows]
+        return [ListSummary(list_record(row), counts.get(row.id, {})) for row in rows]
 
     def remove(self, slug: str) -> ListRecord:
         """Delete a list and its memberships (subscribers stay); refused once it has issues."""
@@ -102,7 +102,8 @@ class Lists:
         return record
 
 
-def _record(row: Row[Any]) -> ListRecord:
+def list_record(row: Row[Any]) -> ListRecord:
+    """A `lists` row as a ListRecord."""
     return ListRecord(
         id=row.id,
         slug=row.slug,

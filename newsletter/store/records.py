@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 # Membership statuses, as stored.
 UNCONFIRMED = "unconfirmed"
@@ -162,3 +162,22 @@ class ImportReport:
                 for line, email, reason in self.skipped
             ],
         }
+
+
+class ImportRow(NamedTuple):
+    """One data row of an import file, read but not yet validated against the store.
+
+    `status` is the membership status the file asks for (confirmed for an active row);
+    `suppress` marks an address its export calls undeliverable (cleaned, bounced, ...);
+    `problem` is why the row cannot be imported, when the reader already knows.
+    (A NamedTuple, not a dataclass: an import makes one per row, and this is cheaper.)
+    """
+
+    line: int
+    email: str
+    name: str
+    status: str
+    suppress: bool
+    list_slug: str | None
+    attributes: dict[str, Any]
+    problem: str | None = None

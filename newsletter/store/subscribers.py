@@ -21,7 +21,7 @@ Every change of a membership is written to the events log with its source ("cli"
 from __future__ import annotations
 
 import secrets as random_tokens
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -51,6 +51,8 @@ from .records import (
     UNCONFIRMED,
     UNSUBSCRIBED,
     AddResult,
+    ImportReport,
+    ImportRow,
     ListRecord,
     MembershipInfo,
     SubscriberListing,
@@ -151,7 +153,7 @@ class Subscribers:
             if row is None:
                 raise NotFound("this confirmation link is unknown or no longer valid")
             if row.status == UNCONFIRMED:
-                self._set_status(conn, row.subscriber_id, row.list_id, CONFIRMED)
+                set_membership_status(conn, row.subscriber_id, row.list_id, CONFIRMED, utcnow())
                 _event(conn, "confirmed", row.email, row.subscriber_id, row.list_id, "web", ip)
             return _membership_info(row, CONFIRMED)
 
@@ -172,7 +174,7 @@ class Subscribers:
             if self._suppression_reason(conn, address, None, check_forgotten=False):
                 raise StoreError(f"{row.email} is blocked: it is on the suppression list")
             if row.status != CONFIRMED:
-                self._set_status(conn, subscriber_id, list_id, CONFIRMED)
+                set_membership_status(conn, subscriber_id, list_id, CONFIRMED, utcnow())
                 _event(conn, "subscribed", row.email, subscriber_id, list_id, source, ip)
             return _membership_info(row, CONFIRMED)
 
@@ -342,6 +344,34 @@ class Subscribers:
                 )
             _event(conn, "forgotten", None, None, None, source, None)
             return row is not None
+
+    # -- importing ---------------------------------------------------------------------
+
+    def import_rows(
+        self,
+        rows: Iterable[ImportRow],
+        report: ImportReport,
+        *,
+        list_slug: str | None,
+        source: str,
+        secret: bytes | None = None,
+        dry_run: bool = False,
+        active_status: str = CONFIRMED,
+    ) -> ImportReport:
+        """Import rows in one transaction: all of them, or (on an error, or `dry_run`)
+        nothing. Fills and returns `report`.
+
+        Rows go to `list_slug`, or to the list each row names when it is None. An active
+        row becomes `active_status` (confirmed: consent given where the file came from;
+        unconfirmed when confirmations are to be sent). Skipped, with the reason in the
+        report: invalid addresses, duplicates within the file, blocked and forgotten
+        addresses, and members who unsubscribed here (an import never resubscribes).
+        """
+        from .imports import run_import  # it builds on this module
+
+        return run_import(
+            self.store, rows, report, list_slug, source, secret, dry_run, active_status
+        )
 
     # -- reading -----------------------------------------------------------------------
 
@@ -531,17 +561,6 @@ class Subscribers:
             previous_status=previous,
         )
 
-    def _set_status(self, conn: Connection, subscriber_id: int, list_id: int, status: str) -> None:
-        now = utcnow()
-        values: dict[str, Any] = {"status": status}
-        if status == CONFIRMED:
-            values.update(confirmed_at=now, unsubscribed_at=None)
-        conn.execute(
-            update(memberships)
-            .where(memberships.c.subscriber_id == subscriber_id, memberships.c.list_id == list_id)
-            .values(values)
-        )
-
     def _leave(
         self,
         conn: Connection,
@@ -551,12 +570,7 @@ class Subscribers:
         source: str,
         ip: str | None,
     ) -> None:
-        # The confirm token goes too: an old confirmation link must not undo the unsubscribe.
-        conn.execute(
-            update(memberships)
-            .where(memberships.c.subscriber_id == subscriber_id, memberships.c.list_id == list_id)
-            .values(status=UNSUBSCRIBED, unsubscribed_at=utcnow(), confirm_token=None)
-        )
+        set_membership_status(conn, subscriber_id, list_id, UNSUBSCRIBED, utcnow())
         _event(conn, "unsubscribed", email, subscriber_id, list_id, source, ip)
 
     def _listing_page(
@@ -693,4 +707,21 @@ def _listing(row: Row[Any], memberships_by_slug: dict[str, str], slug: str | Non
         memberships=memberships_by_slug,
         attributes=dict(row.attributes),
         created_at=row.created_at,
+    )
+
+
+def set_membership_status(
+    conn: Connection, subscriber_id: int, list_id: int, status: str, now: Any
+) -> None:
+    """Move one membership to `status`, stamping when it happened."""
+    values: dict[str, Any] = {"status": status, "updated_at": now}
+    if status == CONFIRMED:
+        values.update(confirmed_at=now, unsubscribed_at=None)
+    if status == UNSUBSCRIBED:
+        # The confirm token goes too: an old confirmation link must not undo the unsubscribe.
+        values.update(unsubscribed_at=now, confirm_token=None)
+    conn.execute(
+        update(memberships)
+        .where(memberships.c.subscriber_id == subscriber_id, memberships.c.list_id == list_id)
+        .values(values)
     )
