@@ -62,6 +62,8 @@ class DeliverySettings:
     outbox: Path = Path("outbox")
     batch_size: int = 200
     max_retries: int = 5
+    # Seconds before the first retry of a deferred (4xx) delivery; doubled for each next one.
+    retry_backoff: float = 30.0
     # This many failures in a row pause the issue: something is wrong beyond one address.
     max_consecutive_failures: int = 20
 
