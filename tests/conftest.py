@@ -14,7 +14,7 @@ from newsletter.config import Config, load_config
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
 
-pytest_plugins: list[str] = ["web_server"]
+pytest_plugins: list[str] = ["web_server", "smtp_server"]
 
 
 BASE_CONFIG = """\
