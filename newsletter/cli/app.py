@@ -31,7 +31,7 @@ class NewsletterGroup(TyperGroup):
             return super().invoke(ctx)
         except NewsletterError as exc:
             click.echo(f"Error: {exc}", err=True)
-            raise click.exceptions.Exit(1) from None
+            raise typer.Exit(1) from None  # typer's own Exit: click's is not caught by typer
 
 
 app = typer.Typer(
@@ -108,7 +108,7 @@ def confirm(question: str, assume_yes: bool) -> None:
         return
     try:
         agreed = typer.confirm(question, default=False)
-    except click.Abort:
+    except (click.Abort, typer.Abort):
         agreed = False
     if not agreed:
         raise NewsletterError("not confirmed; nothing was done (pass --yes to skip the question)")
