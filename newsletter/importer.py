@@ -26,13 +26,20 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .errors import ImportFileError
-from .store.records import CONFIRMED, UNCONFIRMED, UNSUBSCRIBED, ImportRow
+from .store.records import (
+    BLOCKED,
+    CONFIRMED,
+    UNCONFIRMED,
+    UNSUBSCRIBED,
+    ImportRow,
+    SubscriberListing,
+)
 
 DELIMITERS = (",", ";", "\t", "|")
 _SAMPLE_CHARS = 64 * 1024
@@ -55,6 +62,9 @@ LAST_NAME_COLUMNS = ("last_name", "lastname", "lname", "surname", "family_name",
 STATUS_COLUMNS = ("status", "state", "subscriber_type", "type", "subscription_status")
 LIST_COLUMN = "list"
 ATTRIBUTES_COLUMN = "attributes"  # a JSON object (listmonk, our own export)
+
+# Our own export (see write_export): what import reads back to the same state.
+EXPORT_COLUMNS = ("email", "name", "status", "list", "blocked", "attributes")
 
 # A non-empty value in one of these columns means the row left or bounced.
 UNSUBSCRIBED_WHEN_SET = ("unsub_time", "unsubscribed_at", "unsubscribe_date", "unsubscribed_date")
@@ -83,6 +93,7 @@ _FALSE = frozenset({"false", "no", "n", "0", "f"})
 
 # Which service wrote a file, told by a column only its export has (for the report).
 _SIGNATURES = (
+    ("newsletter", ("blocked",)),
     ("mailchimp", ("member_rating", "leid", "euid", "optin_time")),
     ("substack", ("email_disabled", "active_subscription")),
     ("ghost", ("subscribed_to_emails", "complimentary_plan")),
@@ -260,6 +271,25 @@ def parse_status(value: str) -> tuple[str, bool] | None:
     return None
 
 
+def write_export(
+    handle: TextIO, listings: Iterable[SubscriberListing], list_slug: str | None
+) -> int:
+    """Write subscribers as CSV in EXPORT_COLUMNS, one row per membership (of `list_slug`
+    only, when given); the number of rows written. `import` reads it back to the same
+    memberships, names, attributes and blocks (a domain block comes back as address
+    blocks); subscribers on no list are not written."""
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    count = 0
+    for item in listings:
+        blocked = "yes" if item.status == BLOCKED else ""
+        attributes = json.dumps(item.attributes, ensure_ascii=False) if item.attributes else ""
+        for slug in [list_slug] if list_slug is not None else item.memberships:
+            writer.writerow([item.email, item.name, item.memberships[slug], slug, blocked, attributes])
+            count += 1
+    return count
+
+
 # -- reading a row -------------------------------------------------------------------------
 
 
@@ -282,7 +312,7 @@ def _row(line: int, record: list[str], columns: Columns) -> ImportRow:
             status, suppress = UNSUBSCRIBED, True
     for index, value in columns.suppressed_flags:
         if _flag(_cell(record, index)) is value:
-            status, suppress = UNSUBSCRIBED, True
+            suppress = True  # blocked here, whatever the membership says
     width = len(record)
     attributes = {name: record[i] for i, name in columns.extra if i < width and record[i]}
     if columns.attributes_json is not None and _cell(record, columns.attributes_json):

@@ -76,17 +76,18 @@ class Lists:
         """Every list, by slug, with its member counts by status."""
         with self.store.begin() as conn:
             rows = conn.execute(select(lists).order_by(lists.c.slug)).all()
-            counts: dict[int, dict[str, int]] = {}
-            for list_id, status, count in conn.execute(
-                select(memberships.c.list_id, memberships.c.status, func.count()).group_by(
-                    memberships.c.list_id, memberships.c.status
-                )
-            ):
-                counts.setdefault(list_id, {})[status] = count
+            counts = _member_counts(conn)
         return [ListSummary(list_record(row), counts.get(row.id, {})) for row in rows]
 
-    def remove(self, slug: str) -> ListRecord:
-        """Delete a list and its memberships (subscribers stay); refused once it has issues."""
+    def summary(self, slug: str) -> ListSummary:
+        with self.store.begin() as conn:
+            record = self.get_in(conn, slug)
+            counts = _member_counts(conn, record.id)
+        return ListSummary(record, counts.get(record.id, {}))
+
+    def remove(self, slug: str) -> int:
+        """Delete a list and its memberships (subscribers stay); refused once it has issues.
+        The number of memberships removed."""
         with self.store.begin() as conn:
             record = self.get_in(conn, slug)
             sent = conn.execute(
@@ -97,9 +98,24 @@ class Lists:
                     f"list {slug!r} has {sent} issue(s) in the history; it cannot be removed "
                     "(unsubscribe its members instead)"
                 )
-            conn.execute(delete(memberships).where(memberships.c.list_id == record.id))
+            removed = conn.execute(
+                delete(memberships).where(memberships.c.list_id == record.id)
+            ).rowcount
             conn.execute(delete(lists).where(lists.c.id == record.id))
-        return record
+        return removed
+
+
+def _member_counts(conn: Connection, list_id: int | None = None) -> dict[int, dict[str, int]]:
+    """list id -> membership status -> count."""
+    query = select(memberships.c.list_id, memberships.c.status, func.count()).group_by(
+        memberships.c.list_id, memberships.c.status
+    )
+    if list_id is not None:
+        query = query.where(memberships.c.list_id == list_id)
+    counts: dict[int, dict[str, int]] = {}
+    for member_list, status, count in conn.execute(query):
+        counts.setdefault(member_list, {})[status] = count
+    return counts
 
 
 def list_record(row: Row[Any]) -> ListRecord:
