@@ -1,0 +1,434 @@
+"""Where finished messages go: files in an outbox folder, or an SMTP server.
+
+A transport hands out channels; each channel is used by one sending thread (the sender
+runs one thread per channel). Outcomes of one message are exceptions the sender maps
+onto the ledger:
+
+- TemporaryFailure: not delivered, try again later (a 4xx reply, a lost connection);
+- PermanentFailure: not delivered, do not retry (a 5xx reply for this recipient);
+- TransportFailure (a DeliveryError): sending cannot go on at all (server unreachable,
+  login refused, TLS failure, sender refused); the sender pauses the issue.
+
+Transports know nothing of templates or the store: they move bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from secrets import token_hex
+from types import TracebackType
+from typing import Protocol
+
+from .config import Config, SmtpSettings
+from .errors import DeliveryError
+
+# A one-off message (a confirmation mail) in the outbox goes into this folder.
+ONE_OFF_FOLDER = "messages"
+# Reconnecting mid-run: attempts, and the pause before the first retry (doubled each time).
+_RECONNECT_ATTEMPTS = 3
+_RECONNECT_PAUSE = 0.5
+
+
+class MessageFailure(Exception):
+    """One message was not delivered; `reply` is the server's code and text."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+class TemporaryFailure(MessageFailure):
+    """Not delivered this time (a 4xx reply or a lost connection): try again later."""
+
+
+class PermanentFailure(MessageFailure):
+    """Refused for good (a 5xx reply): do not retry, count a bounce."""
+
+
+class TransportFailure(DeliveryError):
+    """Sending cannot go on: unreachable server, refused login, TLS failure, refused sender."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str
+    recipient: str
+    # Where the outbox files it (folder/key.eml); an SMTP server never sees these.
+    folder: str
+    key: str
+
+
+class Channel(Protocol):
+    def send(self, envelope: Envelope, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Transport:
+    """A source of channels, `connections` of which may send at the same time."""
+
+    connections: int = 1
+
+    def channel(self) -> Channel:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Fail now, before anything is recorded, if messages cannot go out at all."""
+
+    def send_message(self, from_addr: str, to_addr: str, data: bytes) -> None:
+        """Send one prebuilt message (a confirmation mail, a test copy)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close every channel this transport opened."""
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_transport(config: Config) -> Transport:
+    """The configured transport; SecretError now if the SMTP password is not set."""
+    if config.delivery.transport == "outbox":
+        return OutboxTransport(config.delivery.outbox)
+    smtp = config.smtp
+    password = (
+        config.secret(smtp.password_env, f"the SMTP password for {smtp.username!r}")
+        if smtp.username
+        else None
+    )
+    return SmtpPool(smtp, password)
+
+
+# -- outbox ---------------------------------------------------------------------------
+
+
+class OutboxTransport(Transport):
+    """Each message is a file: <outbox>/<folder>/<key>.eml, written whole or not at all."""
+
+    connections = 2  # writing overlaps the next message's assembly; more gains nothing
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def channel(self) -> OutboxChannel:
+        return OutboxChannel(self.directory)
+
+    def check(self) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TransportFailure(
+                f"cannot create the outbox {self.directory} ({exc.strerror}); fix [delivery].outbox"
+            ) from None
+
+    def send_message(self, from_addr: str, to_addr: str, data: bytes) -> None:
+        key = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + token_hex(4)
+        self.channel().send(Envelope(from_addr, to_addr, ONE_OFF_FOLDER, key), data)
+
+
+class OutboxChannel:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._made: set[str] = set()
+
+    def send(self, envelope: Envelope, data: bytes) -> None:
+        folder = self.directory / envelope.folder
+        if envelope.folder not in self._made:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._made.add(envelope.folder)
+        target = folder / f"{envelope.key}.eml"
+        temporary = folder / f".{envelope.key}.eml.tmp"
+        try:
+            with open(temporary, "wb") as file:
+                file.write(data)
+                file.flush()
+                # On disk before the ledger says "sent": a power cut must not lose it.
+                os.fsync(file.fileno())
+            os.replace(temporary, target)  # atomic: a reader sees all of it or nothing
+        except OSError as exc:
+            raise TransportFailure(f"cannot write {target} ({exc.strerror}); check the outbox folder") from None
+
+    def close(self) -> None:
+        pass
+
+
+# -- SMTP -----------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """At most `per_second` sends a second over all connections (0: no limit)."""
+
+    def __init__(self, per_second: float) -> None:
+        self._interval = 1.0 / per_second if per_second > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self._interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self._interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+class SmtpPool(Transport):
+    """`connections` persistent SMTP connections (one per channel) and one rate limiter."""
+
+    def __init__(self, settings: SmtpSettings, password: str | None) -> None:
+        self.settings = settings
+        self.connections = settings.connections
+        self.limiter = RateLimiter(settings.max_per_second)
+        self.where = f"{settings.host}:{settings.port}"
+        self._password = password
+        self._context = ssl.create_default_context()  # verifies the certificate and host name
+        self._local_name = socket.getfqdn()
+        self._lock = threading.Lock()
+        self._channels: list[SmtpChannel] = []
+        self._spare: list[smtplib.SMTP] = []  # the connection check() opened, reused
+        self._one_off: SmtpChannel | None = None
+
+    def channel(self) -> SmtpChannel:
+        with self._lock:
+            channel = SmtpChannel(self, self._spare.pop() if self._spare else None)
+            self._channels.append(channel)
+        return channel
+
+    def check(self) -> None:
+        connection = self.connect(attempts=1)
+        with self._lock:
+            self._spare.append(connection)
+
+    def send_message(self, from_addr: str, to_addr: str, data: bytes) -> None:
+        with self._lock:
+            if self._one_off is None:
+                self._one_off = SmtpChannel(self, self._spare.pop() if self._spare else None)
+                self._channels.append(self._one_off)
+            channel = self._one_off
+        channel.send(Envelope(from_addr, to_addr, ONE_OFF_FOLDER, ""), data)
+
+    def close(self) -> None:
+        with self._lock:
+            channels, self._channels = self._channels, []
+            spare, self._spare = self._spare, []
+            self._one_off = None
+        for channel in channels:
+            channel.close()
+        for connection in spare:
+            _quit(connection)
+
+    def connect(self, attempts: int) -> smtplib.SMTP:
+        """A ready connection (TLS and login done); retries only a failure to connect."""
+        for attempt in range(attempts):
+            try:
+                return self._connect_once()
+            except _Unreachable as exc:
+                if attempt + 1 == attempts:
+                    raise TransportFailure(
+                        f"cannot connect to the SMTP server {self.where} ({exc}); check [smtp].host "
+                        "and port and that the server is running"
+                    ) from None
+                time.sleep(_RECONNECT_PAUSE * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _connect_once(self) -> smtplib.SMTP:
+        settings = self.settings
+        try:
+            if settings.security == "tls":
+                connection: smtplib.SMTP = smtplib.SMTP_SSL(
+                    settings.host, settings.port, self._local_name,
+                    timeout=settings.timeout, context=self._context,
+                )
+            else:
+                connection = smtplib.SMTP(
+                    settings.host, settings.port, self._local_name, timeout=settings.timeout
+                )
+        except ssl.SSLError as exc:
+            raise self._tls_failure(exc) from None
+        except OSError as exc:
+            raise _Unreachable(exc.strerror or str(exc) or type(exc).__name__) from None
+        try:
+            self._start_session(connection)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _start_session(self, connection: smtplib.SMTP) -> None:
+        settings = self.settings
+        try:
+            connection.ehlo()
+            if settings.security == "starttls":
+                if not connection.has_extn("starttls"):
+                    raise TransportFailure(
+                        f"the SMTP server {self.where} does not offer STARTTLS; set [smtp].security "
+                        '= "tls" (port 465) or "none" (a local relay only)'
+                    )
+                connection.starttls(context=self._context)
+                connection.ehlo()
+            if settings.username:
+                connection.login(settings.username, self._password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TransportFailure(
+                f"the SMTP server {self.where} refused the login of {settings.username!r} "
+                f"({_reply_text(exc.smtp_code, exc.smtp_error)}); check the password in "
+                f"${settings.password_env} and [smtp].username"
+            ) from None
+        except smtplib.SMTPNotSupportedError:
+            raise TransportFailure(
+                f"the SMTP server {self.where} does not offer AUTH on this connection; "
+                'use security = "starttls" or "tls", or clear [smtp].username'
+            ) from None
+        except ssl.SSLError as exc:
+            raise self._tls_failure(exc) from None
+        except smtplib.SMTPResponseException as exc:
+            raise TransportFailure(
+                f"the SMTP server {self.where} refused the session "
+                f"({_reply_text(exc.smtp_code, exc.smtp_error)})"
+            ) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise _Unreachable(str(exc) or type(exc).__name__) from None
+
+    def _tls_failure(self, exc: ssl.SSLError) -> TransportFailure:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return TransportFailure(
+                f"the TLS certificate of the SMTP server {self.where} did not verify "
+                f"({exc.verify_message}); set [smtp].host to the name on its certificate "
+                "or trust its CA (SSL_CERT_FILE)"
+            )
+        return TransportFailure(
+            f"TLS with the SMTP server {self.where} failed ({exc.reason or exc}); "
+            'check [smtp].security ("tls" for port 465, "starttls" for 587) and port'
+        )
+
+
+class _Unreachable(Exception):
+    """Could not connect or the connection broke while setting up the session."""
+
+
+class _Dropped(Exception):
+    """The connection failed before the message data went out: nothing was delivered."""
+
+
+class SmtpChannel:
+    """One persistent connection; reconnects when the server dropped it."""
+
+    def __init__(self, pool: SmtpPool, connection: smtplib.SMTP | None) -> None:
+        self._pool = pool
+        self._connection = connection
+
+    def send(self, envelope: Envelope, data: bytes) -> None:
+        self._pool.limiter.wait()
+        # A second try only when the first never reached the message data (the server
+        # had closed an idle connection, or answered 421): it cannot have been delivered.
+        for attempt in range(2):
+            if self._connection is None:
+                self._connection = self._pool.connect(attempts=_RECONNECT_ATTEMPTS)
+            try:
+                self._transaction(self._connection, envelope, data)
+                return
+            except _Dropped as exc:
+                self._discard()
+                if attempt == 1:
+                    raise TemporaryFailure(str(exc)) from None
+
+    def close(self) -> None:
+        if self._connection is not None:
+            _quit(self._connection)
+            self._connection = None
+
+    def _discard(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _transaction(self, connection: smtplib.SMTP, envelope: Envelope, data: bytes) -> None:
+        options = [f"SIZE={len(data)}"] if connection.has_extn("size") else []
+        if not (envelope.sender.isascii() and envelope.recipient.isascii()):
+            if not connection.has_extn("smtputf8"):
+                raise PermanentFailure(
+                    f"the server {self._pool.where} does not support SMTPUTF8, which the "
+                    f"address {envelope.recipient} needs"
+                )
+            options.append("SMTPUTF8")
+        code, reply = self._command(connection.mail, envelope.sender, options)
+        if code != 250:
+            self._reset(connection)
+            if code >= 500:
+                raise TransportFailure(
+                    f"the SMTP server {self._pool.where} refused the sender {envelope.sender} "
+                    f"({_reply_text(code, reply)}); fix [newsletter].from or the server's "
+                    "relay settings"
+                )
+            raise TemporaryFailure(_reply_text(code, reply))
+        code, reply = self._command(connection.rcpt, envelope.recipient)
+        if code not in (250, 251):
+            self._reset(connection)
+            raise _refusal(code, reply)
+        try:
+            code, reply = connection.data(data)
+        except smtplib.SMTPDataError as exc:  # DATA itself refused: nothing sent yet
+            self._reset(connection)
+            raise _refusal(exc.smtp_code, exc.smtp_error) from None
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # The message may or may not have arrived; retried later (the one window
+            # in which a recipient can get it twice).
+            self._discard()
+            raise TemporaryFailure(f"connection to {self._pool.where} lost during DATA ({exc})") from None
+        if code != 250:
+            if code == 421:
+                self._discard()
+            raise _refusal(code, reply)
+
+    def _command(self, method: object, *args: object) -> tuple[int, bytes]:
+        try:
+            code, reply = method(*args)  # type: ignore[operator]
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise _Dropped(f"connection to {self._pool.where} lost ({exc})") from None
+        if code == 421:  # the server is closing this connection; nothing was accepted
+            raise _Dropped(_reply_text(code, reply))
+        return code, reply
+
+    def _reset(self, connection: smtplib.SMTP) -> None:
+        """RSET after a refusal, so the next message starts a clean transaction."""
+        try:
+            connection.rset()
+        except (smtplib.SMTPException, OSError):
+            self._discard()
+
+
+def _refusal(code: int, reply: bytes | str) -> MessageFailure:
+    text = _reply_text(code, reply)
+    if code == 421:
+        return TemporaryFailure(text)
+    return PermanentFailure(text) if code >= 500 else TemporaryFailure(text)
+
+
+def _reply_text(code: int, reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    return f"{code} {' '.join(text.split())}"
+
+
+def _quit(connection: smtplib.SMTP) -> None:
+    try:
+        connection.quit()
+    except (smtplib.SMTPException, OSError):
+        connection.close()
