@@ -214,10 +214,7 @@ def map_columns(header: list[str]) -> Columns:
 
     email = first(EMAIL_COLUMNS)
     if email is None:
-        shown = ", ".join(header[:8]) + (", ..." if len(header) > 8 else "")
-        raise ImportFileError(
-            f"no email column in the header ({shown}); name the column of addresses 'email'"
-        )
+        raise _no_email_column(header)
     columns = Columns(
         email=email,
         name=first(NAME_COLUMNS),
@@ -412,6 +409,14 @@ def _header_and_delimiter(sample: str) -> tuple[str, list[str] | None]:
     return delimiter, header
 
 
+def _no_email_column(header: list[str], path: Path | None = None) -> ImportFileError:
+    shown = ", ".join(header[:8]) + (", ..." if len(header) > 8 else "")
+    where = f"{path}: " if path is not None else ""
+    return ImportFileError(
+        f"{where}no email column in the header ({shown}); name the column of addresses 'email'"
+    )
+
+
 def _headerless_layout(path: Path, sample: str) -> tuple[str, int]:
     """(delimiter, email column) of a file without a header: its first row must hold an
     address (a cell with '@'); a delimiter that splits the sample rows evenly wins."""
@@ -429,10 +434,9 @@ def _headerless_layout(path: Path, sample: str) -> tuple[str, int]:
                 break
     if best is not None:
         return best
-    first_cell = next(csv.reader(lines), [""])[0] if lines else ""
-    if "@" not in first_cell:
-        raise ImportFileError(
-            f"{path} has no email column: its header names none of "
-            f"{', '.join(EMAIL_COLUMNS[:3])}, ... and its first row holds no address"
-        )
+    first_row = max(
+        (next(csv.reader(lines, delimiter=delimiter), []) for delimiter in DELIMITERS), key=len
+    )
+    if not any("@" in cell for cell in first_row):
+        raise _no_email_column(first_row, path)
     return ",", 0

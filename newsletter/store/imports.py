@@ -162,6 +162,7 @@ class _Import:
             self.report.rows += len(batch)
             self.import_batch(batch)
         _stage.drop(self.conn)
+        self.report.skipped.sort()  # a batch finds invalid rows before duplicates
 
     def skip(self, row: ImportRow, reason: str) -> None:
         self.report.skipped.append((row.line, row.email.strip(), reason))
