@@ -165,7 +165,7 @@ def read(path: str | Path) -> ImportFile:
         raise ImportFileError(f"{file_path} is empty; export the subscribers again")
     delimiter, header = _header_and_delimiter(sample)
     if header is not None:
-        columns = map_columns(header)
+        columns = map_columns(header, file_path)
         return ImportFile(
             file_path, encoding, delimiter, True, header, detect_format(header), columns
         )
@@ -197,7 +197,7 @@ def detect_encoding(path: Path) -> str:
         raise ImportFileError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def map_columns(header: list[str]) -> Columns:
+def map_columns(header: list[str], path: Path) -> Columns:
     keys = [_header_key(name) for name in header]
 
     def first(names: tuple[str, ...]) -> int | None:
@@ -214,7 +214,7 @@ def map_columns(header: list[str]) -> Columns:
 
     email = first(EMAIL_COLUMNS)
     if email is None:
-        raise _no_email_column(header)
+        raise _no_email_column(header, path)
     columns = Columns(
         email=email,
         name=first(NAME_COLUMNS),
@@ -409,11 +409,10 @@ def _header_and_delimiter(sample: str) -> tuple[str, list[str] | None]:
     return delimiter, header
 
 
-def _no_email_column(header: list[str], path: Path | None = None) -> ImportFileError:
+def _no_email_column(header: list[str], path: Path) -> ImportFileError:
     shown = ", ".join(header[:8]) + (", ..." if len(header) > 8 else "")
-    where = f"{path}: " if path is not None else ""
     return ImportFileError(
-        f"{where}no email column in the header ({shown}); name the column of addresses 'email'"
+        f"{path}: no email column in the header ({shown}); name the column of addresses 'email'"
     )
 
 
