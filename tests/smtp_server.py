@@ -1,7 +1,8 @@
 """A real SMTP server on loopback for the tests (aiosmtpd in a thread), and list helpers.
 
 The server records every message it accepts (envelope and bytes). A test can make it:
-- refuse chosen recipients with any reply, a number of times or for good (`refuse`);
+- refuse chosen recipients with any reply, a number of times or for good (`refuse`),
+  or a sender (`refuse_sender`);
 - close the connection after every N accepted messages of a connection (`close_after`);
 - drop the connection instead of answering DATA for a recipient (`drop_data_for`);
 - hold every DATA reply once N messages were accepted, then discard the held ones with a
@@ -38,6 +39,7 @@ class Received:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    peer: tuple[str, int]  # the client's address: one per connection
 
     @property
     def message(self) -> EmailMessage:
@@ -50,10 +52,22 @@ class RecordingHandler:
         self.messages: list[Received] = []
         self.refusals: dict[str, tuple[str, int | None]] = {}  # address -> (reply, times left)
         self.drops: dict[str, int] = {}  # address -> DATA replies still to drop
+        self.sender_refusals: dict[str, str] = {}  # MAIL FROM address -> reply
         self.close_after: int | None = None
         self.hold_after: int | None = None
         self.held = 0
         self.released = threading.Event()
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        with self.lock:
+            reply = self.sender_refusals.get(address.lower())
+        if reply is not None:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -85,7 +99,10 @@ class RecordingHandler:
                 await asyncio.sleep(0.01)
             return "451 4.3.0 held and discarded by the test"
         received = Received(
-            envelope.mail_from or "", tuple(envelope.rcpt_tos), envelope.original_content or b""
+            envelope.mail_from or "",
+            tuple(envelope.rcpt_tos),
+            envelope.original_content or b"",
+            tuple(session.peer),  # type: ignore[arg-type]
         )
         with self.lock:
             self.messages.append(received)
@@ -140,6 +157,10 @@ class SmtpTestServer:
         """Answer RCPT TO:<address> with `reply` (`times` times, or always)."""
         with self.handler.lock:
             self.handler.refusals[address.lower()] = (reply, times)
+
+    def refuse_sender(self, address: str, reply: str) -> None:
+        with self.handler.lock:
+            self.handler.sender_refusals[address.lower()] = reply
 
     def drop_data_for(self, address: str, times: int = 1) -> None:
         with self.handler.lock:

@@ -1,0 +1,231 @@
+"""The message template: what a recipient's bytes decode to, its headers, its DKIM signature."""
+
+from __future__ import annotations
+
+import re
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from newsletter.config import Config, load_config
+from newsletter.errors import AddressError, ConfigError
+from newsletter.message import MessageTemplate, Recipient, build_unsubscribe_url
+from newsletter.render import PLACEHOLDERS, PersonalTemplate, personal_values
+from newsletter.signing import dns_record, load_signer
+from newsletter.tokens import UNSUBSCRIBE, read_token
+
+SECRET = "test-secret"
+HTML = '<html><body><p>Hello %%NL_NAME%%,</p><a href="%%NL_UNSUBSCRIBE_URL%%">Unsubscribe</a></body></html>\n'
+TEXT = "Hello %%NL_NAME%%,\n\nYou are %%NL_EMAIL%%.\nUnsubscribe: %%NL_UNSUBSCRIBE_URL%%\n"
+
+
+@pytest.fixture(autouse=True)
+def secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+
+
+def with_settings(project: Path, newsletter: str = "", extra: str = "") -> Config:
+    """The project's config with more [newsletter] keys and more tables."""
+    path = project / "config.toml"
+    original = project / "config.toml.orig"
+    if not original.exists():
+        original.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    text = original.read_text(encoding="utf-8")
+    text = text.replace("[newsletter]\n", f"[newsletter]\n{newsletter}\n", 1)
+    path.write_text(text + "\n" + extra, encoding="utf-8")
+    return load_config(path)
+
+
+def template(config: Config, *, subject: str = "Test Weekly #1", html: str = HTML, text: str = TEXT) -> MessageTemplate:
+    return MessageTemplate(
+        config,
+        list_id=7,
+        list_slug="weekly",
+        label="weekly-1.20260101080000",
+        subject=subject,
+        html_part=html,
+        text_part=text,
+        signer=load_signer(config),
+    )
+
+
+def parse(data: bytes) -> EmailMessage:
+    return message_from_bytes(data, policy=policy.default)  # type: ignore[return-value]
+
+
+def parts(data: bytes) -> tuple[str, str]:
+    text, html = parse(data).iter_parts()
+    return text.get_content().replace("\r\n", "\n"), html.get_content().replace("\r\n", "\n")
+
+
+@pytest.fixture(scope="module")
+def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, rsa.RSAPrivateKey]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp_path_factory.mktemp("dkim") / "dkim.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path, key
+
+
+def dkim_config(project: Path, key_path: Path, newsletter: str = "") -> Config:
+    dkim_table = f'[dkim]\ndomain = "example.org"\nselector = "news"\nprivate_key = "{key_path}"\n'
+    return with_settings(project, newsletter, dkim_table)
+
+
+def verifies(data: bytes, key: rsa.RSAPrivateKey) -> bool:
+    record = dns_record(key).encode()
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"news._domainkey.example.org."
+        return record
+
+    return bool(dkim.verify(data, dnsfunc=dnsfunc))
+
+
+def test_a_recipient_gets_their_own_values_in_both_parts(config: Config) -> None:
+    message_template = template(config)
+    data = message_template.fill(Recipient("ada@example.org", "Ada <Lovelace> & co", 12, "34"))
+
+    text, html = parts(data)
+    url = build_unsubscribe_url(config, 12, 7)
+    assert text == f"Hello Ada <Lovelace> & co,\n\nYou are ada@example.org.\nUnsubscribe: {url}\n"
+    assert 'Hello Ada &lt;Lovelace&gt; &amp; co,' in html and f'href="{url}"' in html
+    assert read_token(SECRET.encode(), url.rpartition("/")[2], UNSUBSCRIBE).subscriber_id == 12
+    message = parse(data)
+    assert message["To"] == '"Ada <Lovelace> & co" <ada@example.org>'
+    assert message["Message-ID"] == "<weekly-1.20260101080000.34@example.org>"
+    assert message["List-Unsubscribe"] == f"<{url}>"
+
+
+def test_an_empty_name_reads_as_reader_and_the_to_header_is_the_bare_address(config: Config) -> None:
+    data = template(config).fill(Recipient("bob@example.org", "", 3, "4"))
+    assert parse(data)["To"] == "bob@example.org"
+    assert parts(data)[0].startswith("Hello reader,")
+
+
+placeholder = st.sampled_from(list(PLACEHOLDERS.values()))
+any_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=120)
+# Long runs make lines longer than quoted-printable allows; "=" and trailing blanks need quoting.
+tricky_text = st.one_of(any_text, st.sampled_from(["=" * 90, "a" * 200, "line  \n", "end \t", "\r\n.\r\n", ""]))
+
+
+@st.composite
+def rendered_parts(draw: st.DrawFn) -> str:
+    chunks = draw(st.lists(st.tuples(tricky_text, placeholder), max_size=6))
+    return "".join(text + marker for text, marker in chunks) + draw(tricky_text)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    text_part=rendered_parts(),
+    html_part=rendered_parts(),
+    name=any_text,
+    local=st.from_regex(r"[a-z0-9._%+-]{1,40}", fullmatch=True),
+)
+def test_quoted_printable_never_splits_a_placeholder(
+    config: Config, text_part: str, html_part: str, name: str, local: str
+) -> None:
+    email = f"{local}@example.org"
+    data = template(config, text=text_part, html=html_part).fill(Recipient(email, name, 5, "1"))
+
+    values = personal_values(build_unsubscribe_url(config, 5, 7), " ".join(name.split()), email)
+    expect_text = PersonalTemplate(_newlines(text_part), escape_html=False).fill(values)
+    expect_html = PersonalTemplate(_newlines(html_part), escape_html=True).fill(values)
+    assert parts(data) == (_newlines(expect_text), _newlines(expect_html))
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert all(len(line) <= 76 for line in body.split(b"\r\n")), "a quoted-printable line is too long"
+    assert body.isascii() and b"\n" not in body.replace(b"\r\n", b"")
+
+
+def _newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def test_header_values_never_carry_line_breaks(config: Config) -> None:
+    message_template = template(config, subject="Issue 1\r\nBcc: victim@example.org")
+    data = message_template.fill(Recipient("ada@example.org", "Eve\r\nBcc: victim@example.org", 1, "1"))
+
+    head = data.partition(b"\r\n\r\n")[0].decode()
+    names = [line.split(":")[0] for line in head.split("\r\n") if not line[:1].isspace()]
+    assert "Bcc" not in names
+    assert names == [
+        "From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "List-Id",
+        "List-Unsubscribe", "List-Unsubscribe-Post", "Content-Type",
+    ]
+    assert parse(data)["Subject"] == "Issue 1 Bcc: victim@example.org"
+    with pytest.raises(AddressError, match="line break"):
+        message_template.fill(Recipient("ada@example.org\r\nBcc: x@example.org", "", 1, "2"))
+
+
+def test_a_subject_that_is_not_ascii_is_encoded_per_rfc_2047(config: Config) -> None:
+    data = template(config, subject="Café ☕ — the week in review").fill(Recipient("a@example.org", "Jörg", 1, "1"))
+
+    head = data.partition(b"\r\n\r\n")[0]
+    assert head.isascii()
+    assert re.search(rb"\r\nSubject: =\?utf-8\?", head)
+    message = parse(data)
+    assert message["Subject"] == "Café ☕ — the week in review"
+    assert message["To"] == "Jörg <a@example.org>"
+
+
+def test_mailto_unsubscribe_and_reply_to_when_configured(project: Path) -> None:
+    config = with_settings(
+        project, 'reply_to = "Desk <desk@example.org>"\nunsubscribe_mailto = "leave@example.org"'
+    )
+    data = template(config).fill(Recipient("a@example.org", "", 9, "1"))
+
+    message = parse(data)
+    url = build_unsubscribe_url(config, 9, 7)
+    token = url.rpartition("/")[2]
+    assert message["List-Unsubscribe"] == f"<{url}>, <mailto:leave@example.org?subject=unsubscribe%20{token}>"
+    assert message["Reply-To"] == "Desk <desk@example.org>"
+
+
+def test_an_internationalized_domain_goes_out_in_ascii(config: Config) -> None:
+    data = template(config).fill(Recipient("jorg@bücher.de", "", 1, "1"))
+    assert parse(data)["To"] == "jorg@xn--bcher-kva.de"
+
+
+def test_the_dkim_signature_verifies_and_covers_the_headers(
+    project: Path, dkim_key: tuple[Path, rsa.RSAPrivateKey]
+) -> None:
+    key_path, key = dkim_key
+    config = dkim_config(
+        project, key_path, 'reply_to = "desk@example.org"\nunsubscribe_mailto = "leave@example.org"'
+    )
+    message_template = template(config, subject="Café weekly: a long subject " + "word " * 20)
+    data = message_template.fill(Recipient("ada@example.org", "Ada Lövelace", 12, "34"))
+
+    assert data.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/simple; d=example.org; s=news;")
+    assert verifies(data, key)
+    signed = re.search(rb"h=([a-z:-]+);", data).group(1).decode().split(":")  # type: ignore[union-attr]
+    for header in ("from", "to", "subject", "date", "message-id", "list-unsubscribe", "list-unsubscribe-post"):
+        assert header in signed
+    # A relay that changed a signed header or the body breaks the signature.
+    assert not verifies(data.replace(b"ada@example.org", b"eve@example.org", 1), key)
+    assert b">Unsubscribe</a>" in data
+    assert not verifies(data.replace(b">Unsubscribe</a>", b">Subscribe</a>", 1), key)
+    # Every recipient's message is signed on its own.
+    other = message_template.fill(Recipient("bob@example.org", "", 13, "35"))
+    assert verifies(other, key)
+
+
+def test_a_missing_or_bad_dkim_key_is_one_clear_error(project: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[dkim\].private_key: cannot read .*nowhere.pem \(No such file"):
+        load_signer(dkim_config(project, tmp_path / "nowhere.pem"))
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a key")
+    with pytest.raises(ConfigError, match="is not an unencrypted PEM private key"):
+        load_signer(dkim_config(project, garbage))
