@@ -1,5 +1,89 @@
-"""Commands: service (to be filled in)."""
+"""Commands for the long-running side: the schedule, the scheduler daemon, the web server."""
 
 from __future__ import annotations
 
-from .app import app  # noqa: F401
+import logging
+import signal
+import sys
+from datetime import datetime
+from types import FrameType
+
+import typer
+
+from .app import app, print_json, print_table, state
+
+# APScheduler, Starlette and uvicorn are imported by the commands that use them: every
+# other command starts that much faster.
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@app.command("schedule")
+def schedule_command(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
+) -> None:
+    """List each digest's schedule and next run time, and the one-off sends waiting."""
+    from ..scheduler import planned_runs
+
+    app_state = state(ctx)
+    config = app_state.config
+    app_state.store  # noqa: B018  (the jobs live in its database: create and migrate it first)
+    runs = planned_runs(config)
+    now = datetime.now(config.newsletter.tz)
+    if as_json:
+        print_json([run.as_json(now) for run in runs])
+        return
+    rows = []
+    for run in runs:
+        when = "-"
+        if run.next_run is not None:
+            when = run.next_run.astimezone(config.newsletter.tz).strftime("%Y-%m-%d %H:%M %Z")
+            if run.overdue(now):
+                when += " (overdue: runs when `newsletter run` starts, within the grace time)"
+        rows.append([run.digest, run.kind, run.schedule or "(no schedule)", when])
+    print_table(None, ["Digest", "Kind", "Schedule", "Next run"], rows)
+
+
+@app.command("run")
+def run_command(ctx: typer.Context) -> None:
+    """Run the scheduler in the foreground: each digest's schedule and one-off sends.
+
+    SIGTERM or Ctrl-C stops it after the messages in flight; an interrupted issue resumes
+    at the next run (or with `newsletter send DIGEST`).
+    """
+    from ..scheduler import Daemon
+
+    app_state = state(ctx)
+    config = app_state.config
+    config.token_secret  # noqa: B018  (every send needs it: fail now, not at 8 o'clock)
+    app_state.store  # noqa: B018  (create and migrate the database the jobs live in)
+    daemon = Daemon(config)  # a bad crontab is one error line here, before anything runs
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger("newsletter.scheduler").info(
+            "%s received: stopping after the messages in flight", signal.Signals(signum).name
+        )
+        daemon.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    daemon.run()
+    logging.getLogger("newsletter.scheduler").info("scheduler stopped")
+
+
+@app.command("serve")
+def serve_command(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Answer the links in the emails: unsubscribe, confirm, subscribe form, archive."""
+    import uvicorn
+
+    from ..web import create_app
+
+    app_state = state(ctx)
+    web_app = create_app(app_state.config, app_state.store)
+    uvicorn.run(web_app, host=host, port=port, log_level="info")

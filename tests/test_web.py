@@ -1,0 +1,257 @@
+"""The web side over real HTTP: uvicorn on a loopback port, httpx as the browser or mail provider."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from newsletter import tokens
+from newsletter.config import Config, load_config
+from newsletter.sender import send_digest
+from newsletter.store import Store
+from newsletter.web import RateLimiter, create_app
+from web_server import WebServer
+
+SECRET = "web-test-secret"
+ONE_CLICK = {"List-Unsubscribe": "One-Click"}
+
+
+@dataclass
+class Site:
+    url: str
+    config: Config
+    store: Store
+    http: httpx.Client
+
+    def unsubscribe_path(self, email_address: str, slug: str = "weekly") -> str:
+        subscriber = self.store.subscribers.get(email_address)
+        list_id = self.store.lists.get(slug).id
+        return "/u/" + tokens.make_token(SECRET.encode(), tokens.UNSUBSCRIBE, subscriber.id, list_id)
+
+    def status(self, email_address: str, slug: str = "weekly") -> str:
+        subscriber = self.store.subscribers.get(email_address)
+        member = self.store.subscribers.membership(subscriber.id, self.store.lists.get(slug).id)
+        assert member is not None
+        return member.status
+
+    def form_post(self, page_path: str, data: dict[str, str] | None = None, action: str | None = None) -> httpx.Response:
+        """What a browser does: load the page, then submit its form from our own origin."""
+        page = self.http.get(page_path)
+        assert page.status_code == 200, page.text
+        fields = {"form_token": form_token(page.text), **(data or {})}
+        return self.http.post(action or page_path, data=fields, headers={"Origin": self.url})
+
+
+def form_token(page: str) -> str:
+    match = re.search(r'name="form_token" value="([^"]+)"', page)
+    assert match, page
+    return match.group(1)
+
+
+def outbox_messages(config: Config) -> list[email.message.EmailMessage]:
+    return [
+        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+        for path in sorted(config.delivery.outbox.rglob("*.eml"))
+    ]
+
+
+@pytest.fixture
+def site(project: Path, web_server: WebServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+    config_path = project / "config.toml"
+    text = config_path.read_text().replace('base_url = "http://127.0.0.1:8000"', f'base_url = "{web_server.url}"')
+    config_path.write_text(text + "\n[web]\nsubscribe_rate_limit = 3\n")
+    config = load_config(config_path)
+    store = Store(config.database.url)
+    store.lists.create("weekly", "Test Weekly")
+    store.lists.create("daily", "Test Daily", description="Every morning.", double_opt_in=True)
+    for address, name in [("alice@example.org", "Alice"), ("bob@example.org", "Bob")]:
+        store.subscribers.add(address, "weekly", name)
+    web_server.start(create_app(config, store))
+    with httpx.Client(base_url=web_server.url, follow_redirects=False, timeout=10) as client:
+        yield Site(web_server.url, config, store, client)
+    store.close()
+
+
+def test_one_click_post_unsubscribes_at_once_and_the_next_send_skips_that_address(site: Site) -> None:
+    response = site.http.post(site.unsubscribe_path("alice@example.org"), data=ONE_CLICK)
+
+    assert response.status_code == 200
+    assert "location" not in response.headers
+    assert site.status("alice@example.org") == "unsubscribed"
+    assert site.http.post(site.unsubscribe_path("alice@example.org"), data=ONE_CLICK).status_code == 200
+    send_digest(site.config, site.store, "weekly")
+    assert [m["To"].addresses[0].addr_spec for m in outbox_messages(site.config)] == ["bob@example.org"]
+
+
+def test_get_shows_a_button_and_never_unsubscribes(site: Site) -> None:
+    response = site.http.get(site.unsubscribe_path("alice@example.org"))
+
+    assert response.status_code == 200
+    assert '<form method="post">' in response.text
+    assert "Unsubscribe from Test Weekly?" in response.text
+    assert site.status("alice@example.org") == "confirmed"
+
+
+def test_the_button_unsubscribes_and_the_result_page_offers_to_resubscribe(site: Site) -> None:
+    path = site.unsubscribe_path("alice@example.org")
+    left = site.form_post(path)
+
+    assert left.status_code == 200
+    assert "You are unsubscribed" in left.text
+    assert site.status("alice@example.org") == "unsubscribed"
+    back = site.http.post(
+        f"{path}/resubscribe", data={"form_token": form_token(left.text)}, headers={"Origin": site.url}
+    )
+    assert back.status_code == 200
+    assert "receives Test Weekly again" in back.text
+    assert site.status("alice@example.org") == "confirmed"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("prefix", ["/u/", "/confirm/"])
+def test_tampered_and_unknown_tokens_get_a_400_page_and_change_nothing(site: Site, method: str, prefix: str) -> None:
+    good = site.unsubscribe_path("alice@example.org").removeprefix("/u/")
+    payload, mac = good.split(".")
+    flipped = ("A" if mac[0] != "A" else "B") + mac[1:]
+    unknown = tokens.make_token(SECRET.encode(), tokens.UNSUBSCRIBE, 9999, 1)
+    for token in [f"{payload}.{flipped}", "garbage", unknown, f"{good}.extra"]:
+        response = site.http.request(method, prefix + token, data=ONE_CLICK if method == "POST" else None)
+        assert response.status_code == 400, (token, response.text)
+        assert "not valid" in response.text or "unknown" in response.text
+        assert "Traceback" not in response.text
+    assert site.status("alice@example.org") == "confirmed"
+
+
+def test_human_forms_refuse_cross_site_posts(site: Site) -> None:
+    path = site.unsubscribe_path("alice@example.org")
+    token = form_token(site.http.get(path).text)
+
+    cross_site = site.http.post(path, data={"form_token": token}, headers={"Origin": "https://evil.example"})
+    no_token = site.http.post(path, data={}, headers={"Origin": site.url})
+    token_for_another_form = site.http.post(
+        "/subscribe/weekly", data={"form_token": token, "email": "eve@example.org"}
+    )
+
+    assert (cross_site.status_code, no_token.status_code, token_for_another_form.status_code) == (403, 403, 403)
+    assert "another site" in cross_site.text
+    assert site.status("alice@example.org") == "confirmed"
+    with pytest.raises(Exception, match="no subscriber"):
+        site.store.subscribers.get("eve@example.org")
+
+
+def test_subscribe_form_records_consent_and_the_mailed_link_confirms(site: Site) -> None:
+    response = site.form_post("/subscribe/daily", {"email": "carol@example.org", "name": "Carol"})
+
+    assert response.status_code == 200
+    assert "check your inbox" in response.text
+    assert site.status("carol@example.org", "daily") == "unconfirmed"
+    carol = site.store.subscribers.get("carol@example.org")
+    consent = [e for e in site.store.subscribers.events_for(carol.id) if e["kind"] == "consent"]
+    assert len(consent) == 1
+    assert consent[0]["ip"] == "127.0.0.1"
+    assert consent[0]["at"] is not None
+    assert consent[0]["detail"]["text"].startswith("I want to receive Test Daily by email")
+
+    [mail] = outbox_messages(site.config)
+    assert str(mail["To"]) == "carol@example.org"
+    assert mail["Subject"] == "Confirm your subscription to Test Daily"
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    link = re.search(rf"{re.escape(site.url)}(/confirm/\S+)", text)
+    assert link, text
+    assert link.group(1) in mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
+
+    page = site.http.get(link.group(1))
+    assert "Send Test Daily to carol@example.org?" in page.text
+    assert site.status("carol@example.org", "daily") == "unconfirmed"
+    confirmed = site.form_post(link.group(1))
+    assert confirmed.status_code == 200
+    assert "is confirmed" in confirmed.text
+    assert site.status("carol@example.org", "daily") == "confirmed"
+
+
+def test_subscribe_honeypot_is_thanked_and_ignored(site: Site) -> None:
+    response = site.form_post("/subscribe/daily", {"email": "bot@example.org", "website": "http://spam.example"})
+
+    assert response.status_code == 200
+    assert "Thank you" in response.text
+    with pytest.raises(Exception, match="no subscriber"):
+        site.store.subscribers.get("bot@example.org")
+    assert outbox_messages(site.config) == []
+
+
+def test_subscribe_rate_limit_per_ip(site: Site) -> None:
+    statuses = [
+        site.form_post("/subscribe/weekly", {"email": f"reader{i}@example.org"}).status_code for i in range(4)
+    ]
+
+    assert statuses == [200, 200, 200, 429]
+    with pytest.raises(Exception, match="no subscriber"):
+        site.store.subscribers.get("reader3@example.org")
+
+
+def test_bad_email_and_unknown_list_get_a_clear_4xx_and_change_nothing(site: Site) -> None:
+    bad = site.form_post("/subscribe/weekly", {"email": "not-an-address", "name": "X"})
+    unknown = site.http.get("/subscribe/nope")
+
+    assert bad.status_code == 400
+    assert "invalid address" in bad.text
+    assert 'value="not-an-address"' in bad.text
+    assert unknown.status_code == 404
+    assert "no mailing list &#39;nope&#39;" in unknown.text
+    assert [s.email for s in site.store.subscribers.listing()] == ["alice@example.org", "bob@example.org"]
+
+
+def test_pages_escape_html_and_carry_security_headers(site: Site) -> None:
+    site.store.lists.create("xss", "<script>alert(1)</script>")
+
+    response = site.http.get("/subscribe/xss")
+
+    assert "<script>alert(1)</script>" not in response.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
+    assert "script-src" not in response.headers["content-security-policy"]
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert response.headers["referrer-policy"] == "same-origin"
+
+
+def test_archive_index_issue_and_feed_carry_no_personal_token(site: Site) -> None:
+    send_digest(site.config, site.store, "weekly")
+    issue_mail = outbox_messages(site.config)[0]
+
+    index = site.http.get("/archive/weekly")
+    issue = site.http.get("/archive/weekly/1")
+    feed = site.http.get("/archive/weekly/feed.xml")
+
+    assert (index.status_code, issue.status_code, feed.status_code) == (200, 200, 200)
+    assert issue_mail["Subject"] in index.text
+    assert f"{site.url}/archive/weekly/1" in index.text
+    assert "Zelensky Says NATO Should Shoot Down Russian Missiles" in issue.text
+    assert "Hello reader" in issue.text
+    assert feed.headers["content-type"].startswith("application/atom+xml")
+    atom = "{http://www.w3.org/2005/Atom}"
+    entries = ElementTree.fromstring(feed.content).findall(f"{atom}entry")
+    assert [e.findtext(f"{atom}title") for e in entries] == [issue_mail["Subject"]]
+    for page in (index.text, issue.text, feed.text):
+        assert "%%NL_" not in page
+        assert "/u/" not in page
+        assert "alice" not in page and "bob" not in page
+    assert site.http.get("/archive/weekly/2").status_code == 404
+    assert site.http.get("/archive/nope").status_code == 404
+
+
+def test_rate_limiter_window_slides() -> None:
+    now = [0.0]
+    limiter = RateLimiter(2, 3600, clock=lambda: now[0])
+
+    assert [limiter.allow("1.2.3.4") for _ in range(3)] == [True, True, False]
+    assert limiter.allow("5.6.7.8")
+    now[0] = 3600.5
+    assert limiter.allow("1.2.3.4")
