@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 import re
+import socket
+import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dkim
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from typer.testing import CliRunner
 
 from newsletter import tokens
+from newsletter.cli import app
 from newsletter.config import Config, load_config
+from newsletter.confirmation import build_confirmation
 from newsletter.sender import send_digest
+from newsletter.signing import dns_record
 from newsletter.store import Store
 from newsletter.web import RateLimiter, create_app
 from web_server import WebServer
@@ -255,3 +267,70 @@ def test_rate_limiter_window_slides() -> None:
     assert limiter.allow("5.6.7.8")
     now[0] = 3600.5
     assert limiter.allow("1.2.3.4")
+
+
+def test_the_confirmation_mail_is_dkim_signed_when_configured(
+    project: Path, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    key_path = project / "dkim.pem"
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    config = load_config(write_config(f'[dkim]\ndomain = "example.org"\nselector = "news"\nprivate_key = "{key_path}"\n'))
+    store = Store(config.database.url)
+    daily = store.lists.create("daily", "Test Daily", double_opt_in=True)
+    result = store.subscribers.add("Carol@Example.org", "daily", "Carol")
+
+    data = build_confirmation(config, daily, result, "Carol")
+
+    record = dns_record(key).encode()
+    assert dkim.verify(data, dnsfunc=lambda name, timeout=5: record)
+    signature = email.message_from_bytes(data, policy=email.policy.default)["DKIM-Signature"]
+    signed = re.search(r"h=([^;]+);", str(signature)).group(1).split(":")  # type: ignore[union-attr]
+    assert {"from", "to", "subject", "date", "message-id"} <= set(signed)
+    tampered = data.replace(b"Subject: Confirm", b"Subject: Kindly confirm")
+    assert not dkim.verify(tampered, dnsfunc=lambda name, timeout=5: record)
+    store.close()
+
+
+@pytest.mark.slow
+def test_serve_answers_on_loopback_by_default(project: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from newsletter.cli import main; main()",
+         "--config", str(project / "config.toml"), "serve", "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NEWSLETTER_SECRET": SECRET},
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/archive/weekly")
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        assert response.status_code == 200
+        assert "No issue has been sent yet." in response.text
+    finally:
+        process.terminate()
+        _, log = process.communicate(timeout=10)
+    assert f"Uvicorn running on http://127.0.0.1:{port}" in log
+
+
+def test_serve_without_the_secret_is_one_error_line(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NEWSLETTER_SECRET", raising=False)
+
+    result = CliRunner().invoke(app, ["--config", str(project / "config.toml"), "serve"])
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: the token signing secret is not set: export NEWSLETTER_SECRET=... "
+        f"(the variable named in {project / 'config.toml'})\n"
+    )

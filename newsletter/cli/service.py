@@ -41,7 +41,8 @@ def schedule_command(
             when = run.next_run.astimezone(config.newsletter.tz).strftime("%Y-%m-%d %H:%M %Z")
             if run.overdue(now):
                 when += " (overdue: runs when `newsletter run` starts, within the grace time)"
-        rows.append([run.digest, run.kind, run.schedule or "(no schedule)", when])
+        schedule = {"cron": run.schedule, "once": "(one-off)"}.get(run.kind, "(no schedule)")
+        rows.append([run.digest, run.kind, schedule, when])
     print_table(None, ["Digest", "Kind", "Schedule", "Next run"], rows)
 
 
