@@ -212,8 +212,14 @@ class Site:
         return self.subscribe_form(request, list_record)
 
     def subscribe_form(
-        self, request: Request, list_record: ListRecord, *, error: str = "", email: str = "",
-        name: str = "", status: int = 200,
+        self,
+        request: Request,
+        list_record: ListRecord,
+        *,
+        error: str = "",
+        email: str = "",
+        name: str = "",
+        status: int = 200,
     ) -> Response:
         return self.page(
             "subscribe.html.j2",
@@ -234,7 +240,8 @@ class Site:
         form = await request.form()
         self.guard.check(request, form)
         list_record = await self.list_named(request.path_params["slug"])
-        email, name = field(form, "email"), " ".join(field(form, "name").split())[:NAME_MAX_CHARS]
+        email = field(form, "email")
+        name = " ".join(field(form, "name").split())[:NAME_MAX_CHARS]  # one line, bounded
         if field(form, HONEYPOT_FIELD):
             log.info("subscribe form for %s: honeypot filled from %s; ignored", list_record.slug, ip)
             return self.page("subscribed.html.j2", list=list_record)
