@@ -31,7 +31,7 @@ def _memoize_domain_checks() -> None:
     module = importlib.import_module("email_validator.validate_email")
     check = module.validate_email_domain_name
     if not hasattr(check, "cache_info"):
-        module.validate_email_domain_name = lru_cache(maxsize=8192)(check)
+        setattr(module, "validate_email_domain_name", lru_cache(maxsize=8192)(check))
 
 
 _memoize_domain_checks()

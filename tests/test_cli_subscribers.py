@@ -65,7 +65,7 @@ def test_lists_add_ls_and_rm(project: Path) -> None:
     listed = json.loads(ok(project, "lists", "ls", "--json"))
     assert [{k: v for k, v in entry.items() if k != "created"} for entry in listed] == [
         {"slug": "doi", "name": "doi", "description": "Confirmed", "double_opt_in": True,
-         "unconfirmed": 0 + 1, "confirmed": 0, "unsubscribed": 0},
+         "unconfirmed": 1, "confirmed": 0, "unsubscribed": 0},
         {"slug": "weekly", "name": "Weekly", "description": "", "double_opt_in": False,
          "unconfirmed": 0, "confirmed": 1, "unsubscribed": 0},
     ]

@@ -272,7 +272,8 @@ class _Import:
             first.append(candidate)
         return first
 
-    def existing_subscribers(self, candidates: list[_Candidate]) -> dict[str, Row[Any]]:
+    def existing_subscribers(self, candidates: list[_Candidate]) -> dict[str, Any]:
+        """email_key -> (id, email_key, name, attributes) of the batch's known subscribers."""
         keys = {candidate.address.key for candidate in candidates}
         rows = self.conn.execute(
             select(
