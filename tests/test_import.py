@@ -391,3 +391,25 @@ def _is_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def test_batches_are_seamless_for_duplicates_and_blocks(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newsletter.store import imports
+
+    monkeypatch.setattr(imports, "BATCH_ROWS", 1)  # every row its own batch
+    store.lists.create("daily")
+    path = write(
+        tmp_path / "export.csv",
+        "email,name,status,list,blocked,attributes\n"
+        "vic@example.org,Vic,confirmed,weekly,yes,\n"
+        "vic@example.org,Vic,unsubscribed,daily,yes,\n"
+        "VIC@example.org,Vic,confirmed,weekly,yes,\n",
+    )
+    report = run_import(store, path, list_slug=None)
+    assert totals(report) == (2, 0, 0, 1)
+    assert report.skipped == [(4, "VIC@example.org", "duplicate within the file (first on line 2)")]
+    [vic] = store.subscribers.listing()
+    assert (vic.status, vic.memberships) == ("blocked", {"daily": "unsubscribed", "weekly": "confirmed"})
+    assert [(s.kind, s.value) for s in store.subscribers.suppressions()] == [("address", "vic@example.org")]

@@ -39,6 +39,7 @@ from ..addresses import Address
 from ..errors import AddressError
 from .lists import list_record
 from .records import (
+    BLOCKED,
     CONFIRMED,
     SUPPRESS_ADDRESS,
     SUPPRESS_DOMAIN,
@@ -181,7 +182,10 @@ class _Import:
         for candidate in candidates:
             subscriber = existing.get(candidate.address.key)
             before = None if subscriber is None else current.get((candidate.target.id, subscriber.id))
-            reason = refused.get(candidate.address.key) or _resubscribing(candidate, before)
+            refusal = refused.get(candidate.address.key)
+            # A row that itself says "blocked" (our export, once per list) is no refusal.
+            already_blocked = refusal == BLOCKED and candidate.row.suppress
+            reason = None if already_blocked else refusal or _resubscribing(candidate, before)
             if reason is not None:
                 self.skip(candidate.row, reason)
                 continue
@@ -192,7 +196,7 @@ class _Import:
                 subscriber_changed = False
             else:
                 subscriber_changed = _merge_into(changed_subscribers, subscriber, candidate.row)
-            if candidate.row.suppress:
+            if candidate.row.suppress and not already_blocked:
                 blocks.setdefault(candidate.address.key, candidate)
             action = self.decide(candidate, before, subscriber_changed)
             if action == CHANGE and subscriber is not None:
@@ -296,7 +300,7 @@ class _Import:
         """email_key -> "blocked" or "forgotten", for the batch's suppressed addresses."""
         keys = {candidate.address.key for candidate in candidates}
         refused = {
-            key: "blocked"
+            key: BLOCKED
             for key in self.conn.execute(
                 select(suppressions.c.value).where(
                     suppressions.c.kind == SUPPRESS_ADDRESS, suppressions.c.value.in_(keys)
