@@ -89,8 +89,13 @@ def question(plan: SendPlan) -> str:
         return f"Resume issue #{plan.number} of {plan.digest.name} ({plan.subject}): {plan.recipients} deliveries left?"
     return (
         f"Send issue #{plan.number} of {plan.digest.name} ({plan.subject}, "
-        f"{plan.article_count} articles) to {plan.recipients} subscribers of {plan.list.slug}?"
+        f"{_count(plan.article_count, 'article')}) to {_count(plan.recipients, 'subscriber')} "
+        f"of {plan.list.slug}?"
     )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def show_plan(plan: SendPlan, first: list[str]) -> None:
@@ -110,6 +115,10 @@ def show_plan(plan: SendPlan, first: list[str]) -> None:
 
 
 def run_with_progress(config: Config, store: Store, plan: SendPlan, stop: threading.Event) -> SendReport:
+    """A live progress bar on a terminal; in a log or a pipe only the summary that follows."""
+    output = console()
+    if not output.is_terminal:
+        return execute(config, store, plan, stop=stop)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -117,7 +126,7 @@ def run_with_progress(config: Config, store: Store, plan: SendPlan, stop: thread
         TextColumn("sent {task.fields[sent]} · failed {task.fields[failed]} · {task.fields[rate]:.0f}/s"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console(), transient=False) as bar:
+    with Progress(*columns, console=output, transient=False) as bar:
         task = bar.add_task(f"#{plan.number} {plan.digest.name}", total=None, sent=0, failed=0, rate=0.0)
 
         def update(progress: SendProgress) -> None:
@@ -171,19 +180,17 @@ def history_command(
         return
     print_table(
         None,
-        ["Digest", "Issue", "Subject", "Status", "Created", "Recipients", "Pending", "Sent", "Failed", "Skipped"],
+        ["Issue", "Subject", "Created", "Status", "Sent", "Failed", "Skipped", "Pending"],
         [
             [
-                s.digest,
-                f"#{s.number}",
+                f"{s.digest} #{s.number}",
                 s.subject,
-                s.status if s.paused_reason is None else f"{s.status}: {s.paused_reason}",
                 s.created_at.astimezone(app_state.config.newsletter.tz).strftime("%Y-%m-%d %H:%M"),
-                s.counts.total,
-                s.counts.pending,
+                s.status if s.paused_reason is None else f"{s.status}: {s.paused_reason}",
                 s.counts.sent,
                 s.counts.failed,
                 s.counts.skipped,
+                s.counts.pending,
             ]
             for s in summaries
         ],
