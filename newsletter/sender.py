@@ -221,11 +221,13 @@ def prepare_send(
 ) -> SendPlan:
     """Find the unfinished issue, or compose and render the next one; records nothing."""
     digest = config.digest(digest_name)
-    list_record = store.lists.get(digest.list)
     issue = store.issues.unfinished(digest.name)
     if issue is not None:
+        # The list it was recorded for, even if the config now names another.
+        list_record = store.lists.get_by_id(issue.list_id)
         left = store.issues.counts(issue.id).pending
         return SendPlan(digest, list_record, issue, None, None, left)
+    list_record = store.lists.get(digest.list)
     content = next_issue(config, digest, store, warn)
     if len(content.articles) < max(1, digest.min_articles):
         return SendPlan(digest, list_record, None, content, None, 0)

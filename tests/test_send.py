@@ -321,11 +321,15 @@ def test_stop_finishes_messages_in_flight_and_send_resumes(
     [summary] = store.issues.history()
     assert summary.status == "sending" and summary.counts.pending == 30 - first.counts.sent
 
+    (project / "articles" / "late-story.txt").write_text("A Late Story\n\nIt came in between.\n\nBody.\n")
     second = send_digest(config, store, "weekly")
 
     assert second.resumed and second.status == "done"
     assert second.sent_this_run == 30 - first.counts.sent
     assert smtp_server.per_recipient() == {email: 1 for email, _ in people}
+    # The resumed issue sends what it was recorded with, not a new composition.
+    assert {m.message["Subject"] for m in smtp_server.messages} == {"Test Weekly #1"}
+    assert not any(b"A Late Story" in m.data for m in smtp_server.messages)
 
 
 def test_concurrent_senders_never_send_twice(
@@ -353,6 +357,21 @@ def test_concurrent_senders_never_send_twice(
     done = [o for o in outcomes if getattr(o, "status", None) == "done"]
     assert len(done) >= 1, outcomes
     assert [s.number for s in store.issues.history()] == [1]
+
+
+def test_a_list_without_confirmed_subscribers_is_an_error_and_nothing_is_recorded(
+    project: Path, config: Config, store: Store
+) -> None:
+    store.subscribers.add("waiting@example.org", "weekly", confirmed=False)
+
+    with pytest.raises(DeliveryError) as failure:
+        send_digest(config, store, "weekly")
+
+    assert str(failure.value) == (
+        "list 'weekly' has no confirmed subscribers; add some with "
+        "`newsletter subscribers add EMAIL --list weekly`"
+    )
+    assert store.issues.history() == []
 
 
 def test_no_new_articles_sends_and_records_nothing(
