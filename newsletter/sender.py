@@ -63,6 +63,8 @@ HEARTBEAT_SECONDS = 10.0
 LEASE_MARGIN_SECONDS = 15.0
 PROGRESS_SECONDS = 0.25
 IDLE_POLL_SECONDS = 0.05
+# Waiting for deferred retries or for another sender's claims to run out: look this often.
+RETRY_POLL_SECONDS = 1.0
 # The recorder writes at most this many outcomes in one transaction.
 RECORD_BATCH = 1000
 RECORD_ATTEMPTS = 5
@@ -353,7 +355,6 @@ class _Run:
         stop: threading.Event | None,
         progress: Callable[[SendProgress], None] | None,
     ) -> None:
-        self.config = config
         self.delivery = config.delivery
         self.store = store
         self.plan = plan
@@ -447,7 +448,7 @@ class _Run:
             if wake is None:
                 return False
             delay = (wake - datetime.now(timezone.utc)).total_seconds()
-            self.stop.wait(min(max(delay, IDLE_POLL_SECONDS), PROGRESS_SECONDS))
+            self.stop.wait(min(max(delay, IDLE_POLL_SECONDS), RETRY_POLL_SECONDS))
         else:
             self.stop.wait(IDLE_POLL_SECONDS)
         return True

@@ -4,6 +4,7 @@ mid-run, then run again: every recipient gets the issue once, nobody is skipped.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -151,3 +152,25 @@ def test_sigkill_at_any_moment_skips_nobody(crash_project: Path, smtp_server: Sm
     # sender wrote it down: at most a few messages per connection.
     twice = [email for email, count in received.items() if count > 1]
     assert max(received.values()) <= 2 and len(twice) <= 5 * CONNECTIONS, twice
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_messages_in_flight_and_send_resumes(
+    crash_project: Path, smtp_server: SmtpTestServer
+) -> None:
+    sender = start_send(crash_project)
+    wait_until(lambda: len(smtp_server.messages) >= 300)
+    sender.send_signal(signal.SIGTERM)
+    out, err = sender.communicate(timeout=30)
+
+    assert sender.returncode == 1
+    assert err.decode() == "Stopping after the messages in flight; `send` again resumes.\n"
+    summary = out.decode().strip()
+    assert summary.endswith("stopped: run `newsletter send weekly` to resume"), summary
+    sent = int(re.match(r"issue #1 of weekly: (\d+) sent", summary).group(1))  # type: ignore[union-attr]
+    assert sent == len(smtp_server.messages)  # everything accepted was recorded as sent
+
+    finish_send(crash_project)
+
+    received = smtp_server.per_recipient()
+    assert len(received) == RECIPIENTS and set(received.values()) == {1}

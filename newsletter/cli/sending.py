@@ -68,6 +68,8 @@ def send_command(
             click.echo(str(exc.report))
             raise
     click.echo(str(report))
+    if report.status == "stopped":
+        raise typer.Exit(1)  # not finished: a script must not take it for done
 
 
 def schedule_later(config: Config, digest: str, at: str) -> None:
