@@ -47,10 +47,6 @@ SIGNED_HEADERS = (
     "MIME-Version",
     "Content-Type",
 )
-# A header that is different in every message: its value is computed per recipient.
-_PERSONAL_HEADERS = ("To", "Message-ID", "List-Unsubscribe")
-
-
 @dataclass(frozen=True)
 class Recipient:
     email: str
@@ -62,8 +58,12 @@ class Recipient:
 
 def build_unsubscribe_url(config: Config, subscriber_id: int, list_id: int) -> str:
     """The one-click unsubscribe link of one subscriber on one list (served by `serve`)."""
-    token = make_token(config.token_secret, UNSUBSCRIBE, subscriber_id, list_id)
-    return f"{config.newsletter.base_url.rstrip('/')}/u/{token}"
+    return _unsubscribe_url(config.token_secret, config.newsletter.base_url, subscriber_id, list_id)
+
+
+def _unsubscribe_url(secret: bytes, base_url: str, subscriber_id: int, list_id: int) -> str:
+    token = make_token(secret, UNSUBSCRIBE, subscriber_id, list_id)
+    return f"{base_url.rstrip('/')}/u/{token}"
 
 
 def envelope_address(email: str) -> str:
@@ -154,8 +154,9 @@ class MessageTemplate:
         for name, value in fields:
             if value is not None and re.search(r"\r\n(?![ \t])|\r(?!\n)|(?<!\r)\n", value):
                 raise ConfigError(f"the {name} header would carry a line break; fix its setting")
-        if "\r" in self._base_url or "\n" in self._base_url or " " in self._base_url:
-            raise ConfigError("[newsletter].base_url must be one URL without spaces or line breaks")
+        for key, value in (("base_url", self._base_url), ("unsubscribe_mailto", self._mailto or "")):
+            if any(c.isspace() for c in value):
+                raise ConfigError(f"[newsletter].{key} must not hold spaces or line breaks")
         return fields
 
     def _body(self, text_part: str, html_part: str) -> tuple[list[bytes], list[tuple[bool, str]]]:
@@ -183,8 +184,7 @@ class MessageTemplate:
     # -- per recipient ----------------------------------------------------------------
 
     def unsubscribe_url(self, subscriber_id: int) -> str:
-        token = make_token(self._secret, UNSUBSCRIBE, subscriber_id, self.list_id)
-        return f"{self._base_url}/u/{token}"
+        return _unsubscribe_url(self._secret, self._base_url, subscriber_id, self.list_id)
 
     def fill(self, recipient: Recipient) -> bytes:
         """The complete message for one recipient, DKIM-signed when a signer is set."""
