@@ -151,7 +151,11 @@ class _Import:
                 select(suppressions.c.value).where(suppressions.c.kind == SUPPRESS_DOMAIN)
             ).scalars()
         )
-        if secret is None:
+        # Most imports meet an empty suppression list: then there is nothing to look up.
+        kinds = set(conn.execute(select(suppressions.c.kind).distinct()).scalars())
+        self.any_address_blocks = SUPPRESS_ADDRESS in kinds
+        self.any_forgotten = SUPPRESS_FORGOTTEN in kinds
+        if secret is None and self.any_forgotten:
             require_secret_if_forgotten(conn)
 
     def run(self, rows: Iterable[ImportRow]) -> None:
@@ -299,15 +303,17 @@ class _Import:
     def suppressed(self, candidates: list[_Candidate]) -> dict[str, str]:
         """email_key -> "blocked" or "forgotten", for the batch's suppressed addresses."""
         keys = {candidate.address.key for candidate in candidates}
-        refused = {
-            key: BLOCKED
-            for key in self.conn.execute(
-                select(suppressions.c.value).where(
-                    suppressions.c.kind == SUPPRESS_ADDRESS, suppressions.c.value.in_(keys)
-                )
-            ).scalars()
-        }
-        if self.secret is not None:
+        refused: dict[str, str] = {}
+        if self.any_address_blocks:
+            refused = {
+                key: BLOCKED
+                for key in self.conn.execute(
+                    select(suppressions.c.value).where(
+                        suppressions.c.kind == SUPPRESS_ADDRESS, suppressions.c.value.in_(keys)
+                    )
+                ).scalars()
+            }
+        if self.any_forgotten and self.secret is not None:
             by_hash = {tokens.keyed_hash(self.secret, key): key for key in keys}
             for value in self.conn.execute(
                 select(suppressions.c.value).where(
@@ -433,6 +439,7 @@ class _Import:
     def block(self, blocks: dict[str, _Candidate]) -> None:
         """Suppress the addresses the file marks undeliverable (cleaned, bounced, ...)."""
         reason = f"marked undeliverable in {self.report.file}"
+        self.any_address_blocks = True
         self.conn.execute(
             insert(suppressions),
             [{"kind": SUPPRESS_ADDRESS, "value": key, "reason": reason} for key in blocks],
