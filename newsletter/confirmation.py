@@ -12,6 +12,8 @@ config's templates folder may override them) and sent through the configured tra
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -55,20 +57,41 @@ def send_confirmation(config: Config, store: Store, result: AddResult) -> bool:
     DeliveryError when the mail cannot go out; the member stays unconfirmed and signing
     up again sends the same link again.
     """
-    if result.confirm_token is None:
-        return False
-    list_record = store.lists.get_by_id(result.list_id)
-    subscriber = store.subscribers.get_by_id(result.subscriber_id)
-    message = build_confirmation(config, list_record, result, subscriber.name if subscriber else "")
+    report = send_confirmations(config, store, [result])
+    if report.refused:
+        email, reply = report.refused[0]
+        raise DeliveryError(f"the confirmation mail to {email} was not accepted: {reply}")
+    return report.sent == 1
+
+
+@dataclass
+class ConfirmationReport:
+    sent: int = 0
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (address, server reply)
+
+
+def send_confirmations(
+    config: Config, store: Store, results: Iterable[AddResult]
+) -> ConfirmationReport:
+    """Mail each unconfirmed member its link over one connection. A refused address is
+    reported and the rest go on; a transport failure (server down) raises DeliveryError."""
     sender = envelope_address(parseaddr(config.newsletter.from_)[1])
-    try:
-        with open_transport(config) as transport:
-            transport.send_message(sender, envelope_address(result.email), message)
-    except MessageFailure as exc:
-        raise DeliveryError(
-            f"the confirmation mail to {result.email} was not accepted: {exc.reply}"
-        ) from None
-    return True
+    report = ConfirmationReport()
+    with open_transport(config) as transport:
+        for result in results:
+            if result.confirm_token is None:
+                continue
+            list_record = store.lists.get_by_id(result.list_id)
+            subscriber = store.subscribers.get_by_id(result.subscriber_id)
+            name = subscriber.name if subscriber else ""
+            message = build_confirmation(config, list_record, result, name)
+            try:
+                transport.send_message(sender, envelope_address(result.email), message)
+            except MessageFailure as exc:
+                report.refused.append((result.email, exc.reply))
+            else:
+                report.sent += 1
+    return report
 
 
 def build_confirmation(config: Config, list_record: ListRecord, result: AddResult, name: str) -> bytes:

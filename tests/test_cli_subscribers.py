@@ -108,6 +108,7 @@ def test_subscribers_add_reports_what_happened(project: Path) -> None:
     )
     assert ok(project, "subscribers", "add", "ann@example.org", "--list", "doi") == (
         "Added Ann@example.org to doi (unconfirmed).\n"
+        "Sent a confirmation link to Ann@example.org.\n"
     )
     assert ok(project, "subscribers", "add", "ann@example.org", "--list", "doi", "--confirmed") == (
         "Confirmed Ann@example.org on doi.\n"
@@ -120,6 +121,7 @@ def test_subscribers_add_reports_what_happened(project: Path) -> None:
     )
     assert ok(project, "subscribers", "add", "ann@example.org", "--list", "doi") == (
         "Resubscribed Ann@example.org to doi (unconfirmed).\n"
+        "Sent a confirmation link to Ann@example.org.\n"
     )
     assert ok(project, "subscribers", "unsubscribe", "ann@example.org") == (
         "Unsubscribed ann@example.org from doi, weekly.\n"

@@ -4,18 +4,23 @@ unblock | forget`."""
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
 
 import click
 import typer
 
-from .. import importer
+from .. import confirmation, importer
+from ..confirmation import send_confirmation
 from ..errors import NewsletterError, SecretError
+from ..store.schema import utcnow
 from ..store.records import (
     BLOCKED,
+    CONFIRMED,
     MEMBERSHIP_STATUSES,
     SUPPRESS_DOMAIN,
+    UNCONFIRMED,
     UNSUBSCRIBED,
     AddResult,
     ImportReport,
@@ -51,12 +56,16 @@ def add_subscriber(
         False, "--confirmed", help="Consent was given elsewhere: skip the double opt-in."
     ),
 ) -> None:
-    """Add an address to a list (double opt-in lists: as unconfirmed)."""
+    """Add an address to a list (double opt-in lists: as unconfirmed, and mail the link)."""
     app_state = state(ctx)
+    if app_state.store.lists.get(list_slug).double_opt_in and not confirmed:
+        app_state.config.token_secret  # the link needs it: fail before anything is written
     result = app_state.store.subscribers.add(
         email, list_slug, name, confirmed=confirmed, secret=optional_secret(app_state)
     )
     click.echo(describe_add(result, list_slug))
+    if result.status == UNCONFIRMED and send_confirmation(app_state.config, app_state.store, result):
+        click.echo(f"Sent a confirmation link to {result.email}.")
 
 
 def describe_add(result: AddResult, list_slug: str) -> str:
@@ -77,6 +86,11 @@ def import_subscribers(
         None, "--list", "-l", help="The list to import into (default: the file's list column)."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report what would happen; write nothing."),
+    send_confirmations: bool = typer.Option(
+        False,
+        "--send-confirmations",
+        help="Import active rows as unconfirmed and mail each new member a confirmation link.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Import subscribers from a CSV, in one transaction; report added, updated, skipped."""
@@ -86,6 +100,11 @@ def import_subscribers(
         raise NewsletterError(
             f"{file} has no list column; name the list to import into with --list SLUG"
         )
+    if send_confirmations and list_slug is None:
+        raise NewsletterError("--send-confirmations needs the list: add --list SLUG")
+    if send_confirmations:
+        app_state.config.token_secret  # the links need it: fail before anything is written
+    started = utcnow()
     report = ImportReport(
         file=str(file),
         list_slug=list_slug,
@@ -101,12 +120,21 @@ def import_subscribers(
         source=f"import:{file.name}",
         secret=optional_secret(app_state),
         dry_run=dry_run,
+        active_status=UNCONFIRMED if send_confirmations else CONFIRMED,
     )
+    mailed = None
+    if send_confirmations and not dry_run:
+        pending = app_state.store.subscribers.awaiting_confirmation(list_slug, started)
+        mailed = confirmation.send_confirmations(app_state.config, app_state.store, pending)
     if as_json:
-        print_json(report.as_json())
+        print_json(report.as_json() | ({"confirmations": asdict(mailed)} if mailed else {}))
         return
     for line in describe_import(report):
         click.echo(line)
+    if mailed is not None:
+        click.echo(f"Sent {mailed.sent} confirmation links.")
+        for email, reply in mailed.refused:
+            click.echo(f"  {email}: refused by the server: {reply}")
 
 
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}

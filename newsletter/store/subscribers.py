@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import secrets as random_tokens
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -231,6 +232,31 @@ class Subscribers:
                 )
             ).first()
         return None if row is None else _membership_info(row, row.status)
+
+    def awaiting_confirmation(self, list_slug: str, since: datetime) -> list[AddResult]:
+        """Unconfirmed members of the list who joined at or after `since`, as the
+        confirmation mail needs them."""
+        list_id = self.store.lists.get(list_slug).id
+        # Imports stamp rows with the database clock in whole seconds, which SQLite stores
+        # as text without a fraction ("… 04:55:01" sorts before "… 04:55:01.000000"):
+        # start just below the second so both spellings compare as times.
+        since = since.replace(microsecond=0) - timedelta(microseconds=1)
+        with self.store.begin() as conn:
+            rows = conn.execute(
+                select(memberships.c.subscriber_id, subscribers.c.email, memberships.c.confirm_token)
+                .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
+                .where(
+                    memberships.c.list_id == list_id,
+                    memberships.c.status == UNCONFIRMED,
+                    memberships.c.confirm_token.is_not(None),
+                    memberships.c.subscribed_at >= since,
+                )
+                .order_by(memberships.c.subscriber_id)
+            ).all()
+        return [
+            AddResult(row.subscriber_id, list_id, row.email, UNCONFIRMED, row.confirm_token)
+            for row in rows
+        ]
 
     # -- the suppression list ----------------------------------------------------------
 
