@@ -163,12 +163,7 @@ class Subscribers:
     ) -> MembershipInfo:
         """Undo an unsubscribe from a link the subscriber received: confirmed again."""
         with self.store.begin() as conn:
-            row = conn.execute(
-                _membership_info_select().where(
-                    memberships.c.subscriber_id == subscriber_id,
-                    memberships.c.list_id == list_id,
-                )
-            ).first()
+            row = _membership_row(conn, subscriber_id, list_id)
             if row is None:
                 raise NotFound("this subscription no longer exists")
             address = addresses.parse(row.email)
@@ -212,12 +207,7 @@ class Subscribers:
     ) -> bool:
         """Unsubscribe by ids (from a signed link); False if there was nothing to do."""
         with self.store.begin() as conn:
-            row = conn.execute(
-                _membership_info_select().where(
-                    memberships.c.subscriber_id == subscriber_id,
-                    memberships.c.list_id == list_id,
-                )
-            ).first()
+            row = _membership_row(conn, subscriber_id, list_id)
             if row is None or row.status == UNSUBSCRIBED:
                 return False
             self._leave(conn, subscriber_id, list_id, row.email, source, ip)
@@ -225,12 +215,7 @@ class Subscribers:
 
     def membership(self, subscriber_id: int, list_id: int) -> MembershipInfo | None:
         with self.store.begin() as conn:
-            row = conn.execute(
-                _membership_info_select().where(
-                    memberships.c.subscriber_id == subscriber_id,
-                    memberships.c.list_id == list_id,
-                )
-            ).first()
+            row = _membership_row(conn, subscriber_id, list_id)
         return None if row is None else _membership_info(row, row.status)
 
     def awaiting_confirmation(self, list_slug: str, since: datetime) -> list[AddResult]:
@@ -685,6 +670,15 @@ def _membership_info_select() -> Select[Any]:
         .join(lists, lists.c.id == memberships.c.list_id)
         .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
     )
+
+
+def _membership_row(conn: Connection, subscriber_id: int, list_id: int) -> Row[Any] | None:
+    return conn.execute(
+        _membership_info_select().where(
+            memberships.c.subscriber_id == subscriber_id,
+            memberships.c.list_id == list_id,
+        )
+    ).first()
 
 
 def _membership_info(row: Row[Any], status: str) -> MembershipInfo:
