@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, and_, bindparam, case, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import NotFound, StoreError
@@ -414,11 +414,7 @@ class Issues:
     def renew(self, issue_id: int, owner: str, until: datetime) -> bool:
         """Extend the issue's lease and this owner's claims; False if the lease was lost."""
         with self.store.begin() as conn:
-            held = conn.execute(
-                update(issues)
-                .where(issues.c.id == issue_id, issues.c.lease_owner == owner)
-                .values(lease_expires=until)
-            ).rowcount
+            held = _extend_lease(conn, issue_id, owner, until)
             if held:
                 conn.execute(
                     update(deliveries)
@@ -496,11 +492,7 @@ class Issues:
         was lost. Who is no longer a confirmed member, or is now blocked, is skipped."""
         now = utcnow()
         with self.store.begin() as conn:
-            held = conn.execute(
-                update(issues)
-                .where(issues.c.id == issue_id, issues.c.lease_owner == owner)
-                .values(lease_expires=until)
-            ).rowcount
+            held = _extend_lease(conn, issue_id, owner, until)
             if not held:
                 return None
             rows = conn.execute(
@@ -655,4 +647,15 @@ def _issue(row: Row[Any]) -> IssueRecord:
         lease_expires=row.lease_expires,
         created_at=row.created_at,
         finished_at=row.finished_at,
+    )
+
+
+def _extend_lease(conn: Connection, issue_id: int, owner: str, until: datetime) -> bool:
+    """Push the issue's lease to `until` if `owner` still holds it."""
+    return bool(
+        conn.execute(
+            update(issues)
+            .where(issues.c.id == issue_id, issues.c.lease_owner == owner)
+            .values(lease_expires=until)
+        ).rowcount
     )
