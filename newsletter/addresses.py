@@ -13,7 +13,7 @@ into the mail it is written into.
 
 from __future__ import annotations
 
-import importlib
+import re
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -22,19 +22,40 @@ from email_validator import EmailNotValidError, validate_email
 from .errors import AddressError
 
 
-def _memoize_domain_checks() -> None:
-    """email-validator spends two thirds of each call on the domain (UTS-46 and IDNA
-    checks, character by character), and a subscriber list repeats a few thousand domains.
-    That check is a pure function of its arguments, so it is memoized where validate_email
-    looks it up: an import validates about twice as many rows per second. Failures are
-    not cached (lru_cache re-raises), so every invalid domain is checked afresh."""
-    module = importlib.import_module("email_validator.validate_email")
-    check = module.validate_email_domain_name
-    if not hasattr(check, "cache_info"):
-        setattr(module, "validate_email_domain_name", lru_cache(maxsize=8192)(check))
+# The common case, checked without email-validator's general parser: an ASCII dot-atom
+# local part (RFC 5322 atext, no leading, trailing or doubled dots) at an ASCII domain.
+# email-validator accepts every such local part unchanged, so only the domain needs its
+# verdict, and a list repeats a few thousand domains: that verdict is cached. Anything
+# else (quoted or non-ASCII local parts, IDN domains, every failure) takes the full path,
+# which also words the error. tests/test_addresses.py checks both paths agree.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM_LOCAL = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+_MAX_LOCAL = 64
+_MAX_ADDRESS = 254
 
 
-_memoize_domain_checks()
+@lru_cache(maxsize=8192)
+def _ascii_domain(domain: str) -> str | None:
+    """email-validator's normalized form of an ASCII domain, None if it refuses it."""
+    try:
+        return validate_email(f"postmaster@{domain}", check_deliverability=False).domain
+    except EmailNotValidError:
+        return None
+
+
+def _parse_common(candidate: str) -> Address | None:
+    local, at, domain = candidate.rpartition("@")
+    if not at or len(local) > _MAX_LOCAL or not domain.isascii():
+        return None
+    if not _DOT_ATOM_LOCAL.fullmatch(local):
+        return None
+    normalized_domain = _ascii_domain(domain)
+    if normalized_domain is None:
+        return None
+    email = f"{local}@{normalized_domain}"
+    if len(email) > _MAX_ADDRESS:
+        return None
+    return Address(email, key(email), normalized_domain.lower())
 
 
 class Address(NamedTuple):
@@ -50,6 +71,13 @@ def parse(raw: str) -> Address:
     candidate = raw.strip()
     if not candidate:
         raise AddressError("invalid address '': it is empty")
+    common = _parse_common(candidate)
+    if common is not None:
+        return common
+    return _parse_with_validator(candidate)
+
+
+def _parse_with_validator(candidate: str) -> Address:
     try:
         result = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as exc:

@@ -89,3 +89,29 @@ def test_a_line_break_anywhere_is_refused(raw: str, line_break: str, position: i
     position = min(position, len(raw))
     with pytest.raises(AddressError, match="line break"):
         addresses.parse(raw[:position] + line_break + raw[position:])
+
+
+_ascii_candidates = st.text(alphabet="abcXYZ019.-_+!#'@=~`|{}%&*?^/", min_size=1, max_size=40) | st.builds(
+    lambda local, labels, tld: f"{local}@{'.'.join(labels)}.{tld}",
+    st.text(alphabet="abcXYZ019.-_+!#'=~", min_size=1, max_size=70),
+    st.lists(st.text(alphabet="abcxyz019-", min_size=1, max_size=64), min_size=1, max_size=4),
+    st.sampled_from(["org", "com", "test", "local", "invalid", "ORG", "123", "x"]),
+)
+
+
+@given(_ascii_candidates | _addresses)
+def test_the_fast_path_agrees_with_email_validator(raw: str) -> None:
+    """The cached common-case path accepts only what email-validator accepts, identically."""
+    fast = addresses._parse_common(raw)
+    if fast is None:
+        return
+    assert fast == addresses._parse_with_validator(raw)
+
+
+def test_the_fast_path_takes_the_common_case_and_refuses_the_rest() -> None:
+    assert addresses._parse_common("Ann.Lee+news@Example.ORG") == addresses.Address(
+        "Ann.Lee+news@example.org", "ann.lee+news@example.org", "example.org"
+    )
+    for raw in ["a..b@example.org", ".a@example.org", "a@localhost", "a@example.invalid",
+                '"q"@example.org', "ü@example.org", "a@bücher.de", "a@-x.org", "a" * 65 + "@x.org"]:
+        assert addresses._parse_common(raw) is None, raw
