@@ -40,6 +40,7 @@ from .store.issues import (
     FAILED,
     PENDING,
     SENT,
+    SKIPPED,
     ArticleEntry,
     ClaimedDelivery,
     DeliveryCounts,
@@ -62,6 +63,9 @@ HEARTBEAT_SECONDS = 10.0
 # A worker stops sending this long before the lease it last renewed would run out.
 LEASE_MARGIN_SECONDS = 15.0
 PROGRESS_SECONDS = 0.25
+# How often claimed deliveries are checked for recipients who left or were blocked since
+# the claim: the longest an unsubscribe waits before it stops a claimed message.
+REVOCATION_POLL_SECONDS = 0.25
 IDLE_POLL_SECONDS = 0.05
 # Waiting for deferred retries or for another sender's claims to run out: look this often.
 RETRY_POLL_SECONDS = 1.0
@@ -370,6 +374,8 @@ class _Run:
             maxsize=transport.connections
         )
         self.outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
+        # delivery id -> why its recipient may no longer be mailed (replaced, never mutated)
+        self.revoked: dict[int, str] = {}
         self.lock = threading.Lock()
         self.lease_valid_until = time.monotonic() + LEASE.total_seconds() - LEASE_MARGIN_SECONDS
         start = store.issues.counts(issue.id)
@@ -408,7 +414,7 @@ class _Run:
 
     def dispatch(self) -> None:
         next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
-        next_progress = 0.0
+        next_progress = next_revocation_check = 0.0
         while not self.halt.is_set():
             if self.stop.is_set():
                 self.halt.set()
@@ -420,6 +426,11 @@ class _Run:
             if now >= next_progress:
                 self.report_progress()
                 next_progress = now + PROGRESS_SECONDS
+            if now >= next_revocation_check:
+                self.revoked = self.store.issues.revoked_claims(
+                    self.issue.id, self.issue.list_id, self.owner
+                )
+                next_revocation_check = now + REVOCATION_POLL_SECONDS
             if self.batches.full():
                 self.stop.wait(IDLE_POLL_SECONDS)
                 continue
@@ -546,6 +557,9 @@ class _Run:
             channel.close()
 
     def deliver(self, channel: Channel, delivery: ClaimedDelivery) -> Outcome:
+        revoked = self.revoked.get(delivery.id)
+        if revoked is not None:
+            return Outcome(delivery.id, SKIPPED, delivery.subscriber_id, error=revoked, attempted=False)
         recipient = Recipient(delivery.email, delivery.name, delivery.subscriber_id, str(delivery.id))
         try:
             data = self.template.fill(recipient)
@@ -634,3 +648,5 @@ class _Run:
                     self.sent_this_run += 1
                 elif outcome.status == FAILED:
                     self.failed += 1
+                elif outcome.status == SKIPPED:
+                    self.skipped += 1

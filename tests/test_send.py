@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -137,6 +138,41 @@ def test_unsubscribes_and_blocks_after_the_issue_was_recorded_are_honoured(
     assert rows["leaver@example.org"] == (SKIPPED, 0, "unsubscribed")
     assert rows["late@example.org"] == (SKIPPED, 0, "blocked")
     assert rows["x@late-domain.example"] == (SKIPPED, 0, "blocked")
+
+
+def test_who_leaves_while_their_delivery_is_already_claimed_is_not_mailed(
+    project: Path, store: Store, smtp_server: SmtpTestServer
+) -> None:
+    people = generated_people(30)
+    subscribe(store, "weekly", people)
+    leaver, blocked = people[20][0], people[25][0]
+    config = smtp_config(project, smtp_server, connections=1)
+    smtp_server.hold_after(5)  # the 6th message waits: all 30 are claimed by then
+    result: list[object] = []
+    sender = threading.Thread(target=lambda: result.append(send_digest(config, store, "weekly")))
+    sender.start()
+    wait_until(lambda: smtp_server.held == 1)
+    assert set(delivery_rows(store)[leaver][:1]) == {"claimed"}
+    store.subscribers.unsubscribe(leaver, "weekly", source="web")
+    store.subscribers.block(blocked)
+    wait_until(lambda: False, timeout=0.6)  # longer than the sender's revocation poll
+    smtp_server.release()
+    sender.join(timeout=30)
+
+    expected = {email: 1 for email, _ in people if email not in (leaver, blocked)}
+    assert smtp_server.per_recipient() == expected
+    rows = delivery_rows(store)
+    assert rows[leaver] == (SKIPPED, 0, "unsubscribed")
+    assert rows[blocked] == (SKIPPED, 0, "blocked")
+    assert (result[0].counts.sent, result[0].counts.skipped) == (28, 2)  # type: ignore[attr-defined]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
 
 
 def test_a_4xx_reply_is_retried_until_accepted(project: Path, store: Store, smtp_server: SmtpTestServer) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, case, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, Row, Select, and_, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import NotFound, StoreError
@@ -102,7 +102,7 @@ class Outcome:
     """What became of one claimed delivery; written by `record_outcomes`."""
 
     delivery_id: int
-    status: str  # sent | failed | pending (deferred, or released unsent)
+    status: str  # sent | failed | skipped | pending (deferred, or released unsent)
     subscriber_id: int | None = None
     error: str | None = None
     retry_at: datetime | None = None
@@ -496,26 +496,7 @@ class Issues:
             if not held:
                 return None
             rows = conn.execute(
-                select(
-                    deliveries.c.id,
-                    deliveries.c.subscriber_id,
-                    deliveries.c.email,
-                    deliveries.c.attempts,
-                    subscribers.c.name,
-                    memberships.c.status.label("membership"),
-                    address_suppressed(subscribers.c.email_key).label("suppressed"),
-                )
-                .select_from(
-                    deliveries.outerjoin(
-                        subscribers, subscribers.c.id == deliveries.c.subscriber_id
-                    ).outerjoin(
-                        memberships,
-                        and_(
-                            memberships.c.subscriber_id == deliveries.c.subscriber_id,
-                            memberships.c.list_id == list_id,
-                        ),
-                    )
-                )
+                _with_recipient_state(list_id)
                 .where(
                     deliveries.c.issue_id == issue_id,
                     deliveries.c.status == PENDING,
@@ -548,6 +529,21 @@ class Issues:
             [ClaimedDelivery(r.id, r.subscriber_id, r.email, r.name or "", r.attempts) for r in claimed],
             skipped=len(skipped),
         )
+
+    def revoked_claims(self, issue_id: int, list_id: int, owner: str) -> dict[int, str]:
+        """Deliveries this owner holds whose recipient left, was blocked or was forgotten
+        since the claim: delivery id -> reason. The sender polls this so that nobody who
+        leaves mid-send is mailed from a batch already claimed."""
+        with self.store.begin() as conn:
+            rows = conn.execute(
+                _with_recipient_state(list_id).where(
+                    deliveries.c.issue_id == issue_id,
+                    deliveries.c.status == CLAIMED,
+                    deliveries.c.claimed_by == owner,
+                )
+            ).all()
+        reasons = {row.id: _skip_reason(row) for row in rows}
+        return {delivery_id: reason for delivery_id, reason in reasons.items() if reason}
 
     def record_outcomes(self, owner: str, outcomes: Sequence[Outcome]) -> None:
         """Write what happened to claimed deliveries, in one transaction.
@@ -619,6 +615,27 @@ def _still_holds(conn: Any, issue_id: int, owner: str) -> bool:
             .where(issues.c.id == issue_id, issues.c.lease_owner == owner)
             .values(lease_owner=owner)
         ).rowcount
+    )
+
+
+def _with_recipient_state(list_id: int) -> Select[Any]:
+    """Deliveries with what decides whether their recipient may still be mailed."""
+    return select(
+        deliveries.c.id,
+        deliveries.c.subscriber_id,
+        deliveries.c.email,
+        deliveries.c.attempts,
+        subscribers.c.name,
+        memberships.c.status.label("membership"),
+        address_suppressed(subscribers.c.email_key).label("suppressed"),
+    ).select_from(
+        deliveries.outerjoin(subscribers, subscribers.c.id == deliveries.c.subscriber_id).outerjoin(
+            memberships,
+            and_(
+                memberships.c.subscriber_id == deliveries.c.subscriber_id,
+                memberships.c.list_id == list_id,
+            ),
+        )
     )
 
 
