@@ -64,8 +64,9 @@ HEARTBEAT_SECONDS = 10.0
 LEASE_MARGIN_SECONDS = 15.0
 PROGRESS_SECONDS = 0.25
 # How often claimed deliveries are checked for recipients who left or were blocked since
-# the claim: the longest an unsubscribe waits before it stops a claimed message.
-REVOCATION_POLL_SECONDS = 0.25
+# the claim: the longest an unsubscribe waits before it stops a claimed message. The check
+# reads every claimed row (~10-25 ms for 1,600), so it is not run more often.
+REVOCATION_POLL_SECONDS = 1.0
 IDLE_POLL_SECONDS = 0.05
 # Waiting for deferred retries or for another sender's claims to run out: look this often.
 RETRY_POLL_SECONDS = 1.0

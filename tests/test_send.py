@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from newsletter.cli import app
 from newsletter.config import Config
 from newsletter.errors import DeliveryError, NewsletterError, SecretError
-from newsletter.sender import IssuePaused, SendProgress, send_digest
+from newsletter.sender import REVOCATION_POLL_SECONDS, IssuePaused, SendProgress, send_digest
 from newsletter.store import Store
 from newsletter.store.issues import FAILED, SENT, SKIPPED
 from newsletter.store.schema import deliveries
@@ -155,7 +155,7 @@ def test_who_leaves_while_their_delivery_is_already_claimed_is_not_mailed(
     assert set(delivery_rows(store)[leaver][:1]) == {"claimed"}
     store.subscribers.unsubscribe(leaver, "weekly", source="web")
     store.subscribers.block(blocked)
-    wait_until(lambda: False, timeout=0.6)  # longer than the sender's revocation poll
+    wait_until(lambda: False, timeout=REVOCATION_POLL_SECONDS + 0.3)  # one poll at least
     smtp_server.release()
     sender.join(timeout=30)
 
