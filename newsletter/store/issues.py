@@ -419,9 +419,7 @@ class Issues:
                 conn.execute(
                     update(deliveries)
                     .where(
-                        deliveries.c.issue_id == issue_id,
-                        deliveries.c.status == CLAIMED,
-                        deliveries.c.claimed_by == owner,
+                        *_claimed_by(issue_id, owner),
                     )
                     .values(claimed_until=until)
                 )
@@ -476,9 +474,7 @@ class Issues:
             conn.execute(
                 update(deliveries)
                 .where(
-                    deliveries.c.issue_id == issue_id,
-                    deliveries.c.status == CLAIMED,
-                    deliveries.c.claimed_by == owner,
+                    *_claimed_by(issue_id, owner),
                 )
                 .values(status=PENDING, claimed_by=None, claimed_until=None)
             )
@@ -537,9 +533,7 @@ class Issues:
         with self.store.begin() as conn:
             rows = conn.execute(
                 _with_recipient_state(list_id).where(
-                    deliveries.c.issue_id == issue_id,
-                    deliveries.c.status == CLAIMED,
-                    deliveries.c.claimed_by == owner,
+                    *_claimed_by(issue_id, owner),
                 )
             ).all()
         reasons = {row.id: _skip_reason(row) for row in rows}
@@ -615,6 +609,15 @@ def _still_holds(conn: Any, issue_id: int, owner: str) -> bool:
             .where(issues.c.id == issue_id, issues.c.lease_owner == owner)
             .values(lease_owner=owner)
         ).rowcount
+    )
+
+
+def _claimed_by(issue_id: int, owner: str) -> tuple[Any, ...]:
+    """WHERE terms: the issue's deliveries this owner holds claimed."""
+    return (
+        deliveries.c.issue_id == issue_id,
+        deliveries.c.status == CLAIMED,
+        deliveries.c.claimed_by == owner,
     )
 
 
