@@ -603,13 +603,7 @@ class Issues:
 
 def _still_holds(conn: Any, issue_id: int, owner: str) -> bool:
     """Take the write lock by touching the issue, and say whether `owner` holds its lease."""
-    return bool(
-        conn.execute(
-            update(issues)
-            .where(issues.c.id == issue_id, issues.c.lease_owner == owner)
-            .values(lease_owner=owner)
-        ).rowcount
-    )
+    return _update_if_held(conn, issue_id, owner, lease_owner=owner)
 
 
 def _claimed_by(issue_id: int, owner: str) -> tuple[Any, ...]:
@@ -672,10 +666,15 @@ def _issue(row: Row[Any]) -> IssueRecord:
 
 def _extend_lease(conn: Connection, issue_id: int, owner: str, until: datetime) -> bool:
     """Push the issue's lease to `until` if `owner` still holds it."""
+    return _update_if_held(conn, issue_id, owner, lease_expires=until)
+
+
+def _update_if_held(conn: Connection, issue_id: int, owner: str, **values: Any) -> bool:
+    """Update the issue row only while `owner` holds its lease; whether it did."""
     return bool(
         conn.execute(
             update(issues)
             .where(issues.c.id == issue_id, issues.c.lease_owner == owner)
-            .values(lease_expires=until)
+            .values(**values)
         ).rowcount
     )
