@@ -48,7 +48,7 @@ def make_issue(count: int) -> IssueContent:
         )
         for n in range(count)
     )
-    return IssueContent("weekly", "Bench", articles, "Bench Weekly", now, {"number": 1})
+    return IssueContent("weekly", 1, "Bench", articles, "Bench Weekly", now)
 
 
 def main() -> None:

@@ -44,11 +44,11 @@ def next_issue(
     }
     return IssueContent(
         digest=digest.name,
+        number=number,
         subject=render_subject(digest.subject, subject_context, digest.name),
         articles=tuple(chosen),
         newsletter_name=config.newsletter.name,
         created=now,
-        extra={"number": number},
     )
 
 

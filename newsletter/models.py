@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 
@@ -44,11 +44,11 @@ class IssueContent:
     """What one issue of a digest carries, before rendering."""
 
     digest: str
+    number: int
     subject: str
     articles: tuple[Article, ...]
     newsletter_name: str
     created: datetime
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def stable_id(*parts: str) -> str:

@@ -145,7 +145,7 @@ def template_context(config: Config, content: IssueContent) -> dict[str, Any]:
         "unsubscribe_url": PLACEHOLDERS["unsubscribe_url"],
         "subscriber_name": PLACEHOLDERS["name"],
         "subscriber_email": PLACEHOLDERS["email"],
-        **content.extra,
+        "number": content.number,
     }
 
 

@@ -161,7 +161,7 @@ class SendPlan:
         if self.issue is not None:
             return self.issue.number
         assert self.content is not None
-        return int(self.content.extra["number"])  # type: ignore[call-overload]
+        return self.content.number
 
     @property
     def subject(self) -> str:

@@ -41,8 +41,8 @@ def article(n: int, *, url: str | None = None, authors: tuple[Author, ...] = (),
 
 def content(*articles: Article) -> IssueContent:
     return IssueContent(
-        digest="weekly", subject="Subject", articles=articles, newsletter_name="Test Weekly",
-        created=NOW, extra={"number": 3},
+        digest="weekly", number=3, subject="Subject", articles=articles, newsletter_name="Test Weekly",
+        created=NOW,
     )
 
 
