@@ -54,6 +54,8 @@ class NewsletterSettings:
 @dataclass(frozen=True)
 class DatabaseSettings:
     url: str = "sqlite:///subscribers/newsletter.db"
+    # Seconds a writer waits for another's write lock before giving up with an error.
+    busy_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,10 @@ class DeliverySettings:
     max_retries: int = 5
     # Seconds before the first retry of a deferred (4xx) delivery; doubled for each next one.
     retry_backoff: float = 30.0
-    # This many failures in a row pause the issue: something is wrong beyond one address.
+    # This many refusals (5xx) in a row pause the issue: something is wrong beyond one address.
     max_consecutive_failures: int = 20
+    # Seconds a send waits for a store it cannot write before it stops (see README).
+    ledger_timeout: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -302,6 +306,12 @@ class _ConfigReader:
         for key in ("connections", "port"):
             if getattr(config.smtp, key) < 1:
                 self.fail(f"[smtp].{key}", "must be at least 1")
+        for where, value in (
+            ("[database].busy_timeout", config.database.busy_timeout),
+            ("[delivery].ledger_timeout", config.delivery.ledger_timeout),
+        ):
+            if value <= 0:
+                self.fail(where, "must be a positive number of seconds")
 
     def table(self, cls: type[T], raw: Any, where: str) -> T:
         if not isinstance(raw, dict):

@@ -7,7 +7,7 @@ process leaves a job that `run` picks up. A stored job names its function by tex
 (`RUN_DIGEST`) and carries only the config path and the digest's name, so it pickles and
 survives code changes.
 
-A job does what `newsletter send DIGEST` does (`sender.send_digest`): it resumes an
+A job does what `newsletter send DIGEST` does (`sending.send_digest`): it resumes an
 unfinished issue, else composes a new one, and skips when there are too few new articles.
 Two daemons on one database never send an issue twice: the sender's lease sees to that.
 """
@@ -34,8 +34,8 @@ from apscheduler.triggers.date import DateTrigger
 
 from .config import Config, load_config
 from .errors import ConfigError, NewsletterError
-from .sender import send_digest
-from .store import BUSY_TIMEOUT_MS, Store
+from .sending import send_digest
+from .store import open_store
 
 JOBS_TABLE = "apscheduler_jobs"
 RUN_DIGEST = "newsletter.scheduler:run_digest"
@@ -145,7 +145,7 @@ def run_digest(config_path: str, digest_name: str) -> None:
     """
     try:
         config = load_config(config_path)
-        store = Store(config.database.url)
+        store = open_store(config.database)
         try:
             report = send_digest(
                 config,
@@ -324,7 +324,7 @@ def job_store_session(config: Config) -> Iterator[BaseScheduler]:
 
 def _job_store(config: Config) -> SQLAlchemyJobStore:
     url = config.database.url
-    options = {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000}} if url.startswith("sqlite") else {}
+    options = {"connect_args": {"timeout": config.database.busy_timeout}} if url.startswith("sqlite") else {}
     return SQLAlchemyJobStore(url=url, tablename=JOBS_TABLE, engine_options=options)
 
 

@@ -143,7 +143,7 @@ class Site:
         if not one_click:
             self.guard.check(request, form)
         await run_in_threadpool(
-            self.store.subscribers.unsubscribe_member,
+            self.store.memberships.unsubscribe_member,
             claims.subscriber_id,
             claims.list_id,
             source="web:one-click" if one_click else "web",
@@ -167,7 +167,7 @@ class Site:
         self.guard.check(request, await request.form())
         try:
             member = await run_in_threadpool(
-                self.store.subscribers.resubscribe_member,
+                self.store.memberships.resubscribe,
                 claims.subscriber_id,
                 claims.list_id,
                 source="web",
@@ -193,7 +193,7 @@ class Site:
         self.guard.check(request, await request.form())
         try:
             member = await run_in_threadpool(
-                self.store.subscribers.confirm_by_token, membership_token, ip=client_ip(request)
+                self.store.memberships.confirm_by_token, membership_token, ip=client_ip(request)
             )
         except NotFound as exc:
             raise HTTPException(400, str(exc)) from None
@@ -267,7 +267,7 @@ class Site:
         except StoreError as exc:
             log.info("subscribe form for %s: refused: %s", list_record.slug, exc)
             return
-        self.store.subscribers.record_event(
+        self.store.events.record(
             "consent",
             email=result.email,
             subscriber_id=result.subscriber_id,
@@ -349,7 +349,7 @@ class Site:
 
     async def member(self, claims: tokens.TokenClaims) -> MembershipInfo:
         member = await run_in_threadpool(
-            self.store.subscribers.membership, claims.subscriber_id, claims.list_id
+            self.store.memberships.get, claims.subscriber_id, claims.list_id
         )
         if member is None:
             raise HTTPException(400, "this link is unknown: the subscription it names does not exist")

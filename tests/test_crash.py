@@ -17,9 +17,9 @@ import pytest
 from smtp_server import SmtpTestServer, configure, generated_people, subscribe
 
 from newsletter.config import Config
-from newsletter.sender import new_owner, owner_is_dead
+from newsletter.sending.lease import new_owner, owner_is_dead
 from newsletter.store import Store
-from newsletter.store.issues import PENDING, Claim, Outcome
+from newsletter.store.ledger import PENDING, Claim, Outcome
 
 RECIPIENTS = 2000
 CONNECTIONS = 4
@@ -29,42 +29,56 @@ def later(seconds: float) -> datetime:
     return datetime.now(timezone.utc) + timedelta(seconds=seconds)
 
 
-def record_issue(store: Store, owner: str) -> int:
+def record_issue(store: Store) -> int:
     list_id = store.lists.get("weekly").id
     issue = store.issues.record(
         digest="weekly", number=1, list_id=list_id, subject="s", html="h", text="t",
-        articles=[], owner=owner, lease_until=later(60), created_at=later(0),
+        articles=[], created_at=later(0),
     )
     return issue.id
 
 
-def test_an_expired_claim_of_a_crashed_sender_becomes_claimable_again(config: Config) -> None:
+def alive(owner: str) -> bool:
+    return False
+
+
+def test_senders_share_an_issue_and_the_claims_of_one_that_is_gone_are_taken_over(config: Config) -> None:
     store = Store(config.database.url)
     store.lists.create("weekly")
     subscribe(store, "weekly", generated_people(5))
     list_id = store.lists.get("weekly").id
     first, second = "host:1:aaaa", "host:2:bbbb"
-    issue_id = record_issue(store, first)
-    claimed = store.issues.claim(issue_id, list_id, first, later(60), limit=3)
+    issue_id = record_issue(store)
+    assert store.ledger.join(issue_id, first, later(60), alive) == 0
+    claimed = store.ledger.claim(issue_id, list_id, first, later(60), limit=3)
     assert claimed is not None and [d.email for d in claimed.deliveries] == [
         "reader000000@example.org", "reader000001@example.org", "reader000002@example.org",
     ]
 
-    # While the first sender's lease runs, the second can neither take it nor claim.
-    assert not store.issues.take_lease(issue_id, second, later(60), previous_owner=None, previous_dead=False)
-    assert store.issues.claim(issue_id, list_id, second, later(60), limit=10) is None
+    # A second sender joins; it takes what is left, never the first one's live claims.
+    assert store.ledger.join(issue_id, second, later(60), alive) == 0
+    rest = store.ledger.claim(issue_id, list_id, second, later(60), limit=10)
+    assert rest is not None and [d.email for d in rest.deliveries] == [
+        "reader000003@example.org", "reader000004@example.org",
+    ]
 
-    # The first sender crashed: its lease and claims run out.
-    assert store.issues.renew(issue_id, first, later(-1))
-    assert store.issues.take_lease(issue_id, second, later(60), previous_owner=first, previous_dead=False)
-    taken = store.issues.claim(issue_id, list_id, second, later(60), limit=10)
-    assert taken is not None and len(taken.deliveries) == 5
+    # The first sender crashed: its lease and claims run out, and the second takes them.
+    assert store.ledger.heartbeat(issue_id, first, later(-1))
+    taken = store.ledger.claim(issue_id, list_id, second, later(60), limit=10)
+    assert taken is not None and [d.id for d in taken.deliveries] == [d.id for d in claimed.deliveries]
 
     # The first sender, back from the dead, claims nothing and cannot undo the new claims.
-    assert store.issues.claim(issue_id, list_id, first, later(60), limit=10) is None
-    store.issues.record_outcomes(first, [Outcome(taken.deliveries[0].id, PENDING, attempted=False)])
-    assert store.issues.counts(issue_id).pending == 5
-    assert store.issues.claim(issue_id, list_id, second, later(60), limit=10) == Claim([], skipped=0)
+    assert store.ledger.claim(issue_id, list_id, first, later(60), limit=10) is None
+    store.ledger.record_outcomes(first, [Outcome(taken.deliveries[0].id, PENDING, attempted=False)])
+    assert store.ledger.counts(issue_id).pending == 5
+    assert store.ledger.claim(issue_id, list_id, second, later(60), limit=10) == Claim([], skipped=0)
+
+    # A sender that joins later frees the claims of a dead one at once, without waiting.
+    third = "host:3:cccc"
+    assert store.ledger.join(issue_id, third, later(60), lambda owner: owner == second) == 0
+    assert store.ledger.heartbeat(issue_id, second, later(60)) is False  # it was unregistered
+    again = store.ledger.claim(issue_id, list_id, third, later(60), limit=10)
+    assert again is not None and len(again.deliveries) == 5
 
 
 def test_a_lease_held_by_a_dead_process_on_this_host_is_free() -> None:

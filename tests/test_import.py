@@ -24,7 +24,7 @@ from newsletter.errors import ImportFileError, StoreError
 from newsletter.store import Store
 from newsletter.store.records import ImportReport
 from newsletter.store.schema import events, subscribers
-from newsletter.store.subscribers import deliverable
+from newsletter.store.issues import deliverable
 
 CSV = Path(__file__).parent / "fixtures" / "csv"
 SECRET = b"import-secret"
@@ -100,7 +100,7 @@ def test_each_services_export_imports_with_consent_kept(
     assert report.format == format
     assert (report.added, report.skipped) == (len(expected), [])
     assert states(store) == expected
-    with store.begin() as conn:  # nobody the export marks as gone is ever a recipient
+    with store.write() as conn:  # nobody the export marks as gone is ever a recipient
         mailed = {row.email for row in conn.execute(deliverable(store.lists.get("weekly").id))}
     assert mailed == {email for email, status in expected.items() if status == "confirmed"}
 
@@ -122,7 +122,7 @@ def test_names_and_unknown_columns_are_kept(store: Store) -> None:
 
 def test_cleaned_rows_are_suppressed_with_the_file_named(store: Store) -> None:
     run_import(store, CSV / "mailchimp_cleaned.csv")
-    assert [(s.kind, s.value, s.reason) for s in store.subscribers.suppressions()] == [
+    assert [(s.kind, s.value, s.reason) for s in store.suppressions.all()] == [
         ("address", "cole.bounced@example.com", f"marked undeliverable in {CSV / 'mailchimp_cleaned.csv'}")
     ]
 
@@ -192,10 +192,10 @@ def test_bad_rows_are_skipped_with_their_line_and_reason(store: Store, tmp_path:
 def test_blocked_forgotten_and_unsubscribed_addresses_are_not_brought_back(
     store: Store, tmp_path: Path
 ) -> None:
-    store.subscribers.block("@blocked.example")
-    store.subscribers.block("hold@example.org")
+    store.suppressions.block("@blocked.example")
+    store.suppressions.block("hold@example.org")
     store.subscribers.add("gone@example.org", "weekly")
-    store.subscribers.unsubscribe("gone@example.org", "weekly", source="web")
+    store.memberships.unsubscribe("gone@example.org", "weekly", source="web")
     store.subscribers.add("forget.me@example.org", "weekly")
     store.subscribers.forget("forget.me@example.org", secret=SECRET)
     path = write(
@@ -224,7 +224,7 @@ def test_an_export_that_says_unsubscribed_unsubscribes_an_existing_member(store:
 def test_importing_the_same_file_twice_changes_nothing_the_second_time(store: Store) -> None:
     assert totals(run_import(store, CSV / "plain.csv")) == (2, 0, 0, 0)
     assert totals(run_import(store, CSV / "plain.csv")) == (0, 0, 2, 0)
-    with store.begin() as conn:
+    with store.write() as conn:
         logged = conn.execute(select(events.c.kind, events.c.source, events.c.detail)).all()
     assert logged == [("subscribed", "import:plain.csv", {"status": "confirmed"})] * 2
 
@@ -265,7 +265,7 @@ def test_an_unreadable_byte_late_in_the_file_leaves_nothing_behind(store: Store,
     path.write_bytes(b"email\n" + rows.encode() + b"\x81oops@example.org\n")  # 0x81: not cp1252
     with pytest.raises(ImportFileError, match="not readable as cp1252"):
         run_import(store, path)
-    with store.begin() as conn:
+    with store.write() as conn:
         assert conn.execute(select(func.count()).select_from(subscribers)).scalar_one() == 0
         assert conn.execute(select(func.count()).select_from(events)).scalar_one() == 0
 
@@ -273,7 +273,7 @@ def test_an_unreadable_byte_late_in_the_file_leaves_nothing_behind(store: Store,
 def test_a_dry_run_reports_the_same_and_writes_nothing(store: Store) -> None:
     dry = run_import(store, CSV / "convertkit.csv", dry_run=True)
     assert totals(dry) == (4, 0, 0, 0)
-    assert states(store) == {} and store.subscribers.suppressions() == []
+    assert states(store) == {} and store.suppressions.all() == []
     real = run_import(store, CSV / "convertkit.csv")
     assert totals(real) == totals(dry)
 
@@ -412,4 +412,4 @@ def test_batches_are_seamless_for_duplicates_and_blocks(
     assert report.skipped == [(4, "VIC@example.org", "duplicate within the file (first on line 2)")]
     [vic] = store.subscribers.listing()
     assert (vic.status, vic.memberships) == ("blocked", {"daily": "unsubscribed", "weekly": "confirmed"})
-    assert [(s.kind, s.value) for s in store.subscribers.suppressions()] == [("address", "vic@example.org")]
+    assert [(s.kind, s.value) for s in store.suppressions.all()] == [("address", "vic@example.org")]

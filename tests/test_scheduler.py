@@ -29,7 +29,7 @@ from newsletter.scheduler import (
     standard_weekdays,
     sync_cron_jobs,
 )
-from newsletter.sender import send_digest
+from newsletter.sending import send_digest
 from newsletter.store import Store
 from smtp_server import SmtpTestServer, configure, generated_people, subscribe
 

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from newsletter.cli import app
 from newsletter.config import Config
 from newsletter.errors import DeliveryError, NewsletterError, SecretError
-from newsletter.sender import REVOCATION_POLL_SECONDS, IssuePaused, SendProgress, send_digest
+from newsletter.sending import IssuePaused, SendProgress, send_digest
+from newsletter.sending.revocations import REVOCATION_POLL_SECONDS
 from newsletter.store import Store
 from newsletter.store.issues import FAILED, SENT, SKIPPED
 from newsletter.store.schema import deliveries
@@ -46,7 +47,7 @@ def smtp_config(project: Path, server: SmtpTestServer, **options: object) -> Con
 
 def delivery_rows(store: Store) -> dict[str, tuple[str, int, str | None]]:
     """email -> (status, attempts, error) of every delivery (a test looks at the ledger)."""
-    with store.begin() as conn:
+    with store.write() as conn:
         rows = conn.execute(
             deliveries.select().with_only_columns(
                 deliveries.c.email, deliveries.c.status, deliveries.c.attempts, deliveries.c.error
@@ -61,9 +62,9 @@ def test_every_confirmed_subscriber_gets_exactly_one_message(
     people = generated_people(40)
     subscribe(store, "weekly", people + [("gone@example.org", ""), ("blocked@example.org", "")])
     subscribe(store, "weekly", [("someone@blocked.example", "")])
-    store.subscribers.unsubscribe("gone@example.org", "weekly", source="test")
-    store.subscribers.block("blocked@example.org")
-    store.subscribers.block("@blocked.example")
+    store.memberships.unsubscribe("gone@example.org", "weekly", source="test")
+    store.suppressions.block("blocked@example.org")
+    store.suppressions.block("@blocked.example")
     store.subscribers.add("pending@example.org", "weekly", confirmed=False)
     smtp_server.close_after(7)  # the server drops connections: the pool reconnects
     config = smtp_config(project, smtp_server, connections=3)
@@ -124,9 +125,9 @@ def test_unsubscribes_and_blocks_after_the_issue_was_recorded_are_honoured(
     def first_progress(progress: SendProgress) -> None:
         # Called once the issue and its deliveries are recorded, before any is claimed.
         if not seen:
-            store.subscribers.unsubscribe("leaver@example.org", "weekly", source="web")
-            store.subscribers.block("late@example.org")
-            store.subscribers.block("@late-domain.example")
+            store.memberships.unsubscribe("leaver@example.org", "weekly", source="web")
+            store.suppressions.block("late@example.org")
+            store.suppressions.block("@late-domain.example")
         seen.append(progress)
 
     report = send_digest(config, store, "weekly", progress=first_progress)
@@ -153,8 +154,8 @@ def test_who_leaves_while_their_delivery_is_already_claimed_is_not_mailed(
     sender.start()
     wait_until(lambda: smtp_server.held == 1)
     assert set(delivery_rows(store)[leaver][:1]) == {"claimed"}
-    store.subscribers.unsubscribe(leaver, "weekly", source="web")
-    store.subscribers.block(blocked)
+    store.memberships.unsubscribe(leaver, "weekly", source="web")
+    store.suppressions.block(blocked)
     wait_until(lambda: False, timeout=REVOCATION_POLL_SECONDS + 0.3)  # one poll at least
     smtp_server.release()
     sender.join(timeout=30)
@@ -247,13 +248,13 @@ def test_a_run_of_failures_pauses_the_issue_and_send_resumes_it(
         send_digest(config, store, "weekly")
 
     assert str(paused.value) == (
-        "issue #1 of weekly paused: 3 deliveries in a row failed (the last to "
+        "issue #1 of weekly paused: 3 deliveries in a row were refused (the last to "
         "reader000002@example.org: 554 5.7.1 Relay access denied); check the server's replies "
         "and the [smtp] settings; then run `newsletter send weekly` to resume"
     )
     [summary] = store.issues.history("weekly")
     assert (summary.status, summary.counts.failed, summary.counts.pending) == ("paused", 3, 7)
-    assert summary.paused_reason is not None and "3 deliveries in a row failed" in summary.paused_reason
+    assert summary.paused_reason is not None and "3 deliveries in a row were refused" in summary.paused_reason
 
     report = send_digest(config, store, "weekly")  # the failed three stay failed
 
@@ -536,7 +537,7 @@ def test_history_lists_issues_with_their_counts(
     assert invoke(project, "history").stdout == "No issues yet.\n"
     subscribe(store, "weekly", PEOPLE)
     invoke(project, "send", "weekly", "--yes")
-    store.subscribers.block("cy@example.org")
+    store.suppressions.block("cy@example.org")
 
     table = invoke(project, "history", "weekly")
     listed = invoke(project, "history", "--json")

@@ -12,7 +12,7 @@ from newsletter.errors import AddressError, NotFound, StoreError
 from newsletter.store import Store
 from newsletter.store.records import MembershipInfo
 from newsletter.store.schema import deliveries, events, issues, memberships, subscribers, suppressions
-from newsletter.store.subscribers import deliverable
+from newsletter.store.issues import deliverable
 
 SECRET = b"test-secret"
 
@@ -26,12 +26,12 @@ def store(tmp_path: Path) -> Store:
 
 
 def count(store: Store, table: object, *where: object) -> int:
-    with store.begin() as conn:
+    with store.write() as conn:
         return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()  # type: ignore[arg-type]
 
 
 def recipients(store: Store, slug: str) -> list[str]:
-    with store.begin() as conn:
+    with store.write() as conn:
         return [row.email for row in conn.execute(deliverable(store.lists.get(slug).id))]
 
 
@@ -72,7 +72,7 @@ def test_removing_a_list_drops_its_memberships_but_keeps_subscribers(store: Stor
 
 
 def test_a_list_with_issues_in_its_history_cannot_be_removed(store: Store) -> None:
-    with store.begin() as conn:
+    with store.write() as conn:
         conn.execute(
             insert(issues).values(
                 digest="weekly", number=1, list_id=store.lists.get("weekly").id,
@@ -108,15 +108,15 @@ def test_confirmed_flag_records_consent_given_elsewhere(store: Store) -> None:
 
 def test_a_confirmation_link_confirms_once_and_dies_with_an_unsubscribe(store: Store) -> None:
     added = store.subscribers.add("c@example.org", "doi", source="web", ip="192.0.2.7")
-    info = store.subscribers.confirm_by_token(added.confirm_token or "", ip="192.0.2.8")
+    info = store.memberships.confirm_by_token(added.confirm_token or "", ip="192.0.2.8")
     assert info == MembershipInfo(added.subscriber_id, added.list_id, "doi", "Confirmed reading",
                                   "c@example.org", "confirmed")
-    assert store.subscribers.confirm_by_token(added.confirm_token or "") == info  # idempotent
+    assert store.memberships.confirm_by_token(added.confirm_token or "") == info  # idempotent
     assert recipients(store, "doi") == ["c@example.org"]
-    store.subscribers.unsubscribe("c@example.org", "doi", source="cli")
+    store.memberships.unsubscribe("c@example.org", "doi", source="cli")
     with pytest.raises(NotFound, match="unknown or no longer valid"):
-        store.subscribers.confirm_by_token(added.confirm_token or "")
-    log = [(e["kind"], e["source"], e["ip"]) for e in store.subscribers.events_for(added.subscriber_id)]
+        store.memberships.confirm_by_token(added.confirm_token or "")
+    log = [(e["kind"], e["source"], e["ip"]) for e in store.events.for_subscriber(added.subscriber_id)]
     assert log == [
         ("subscribed", "web", "192.0.2.7"),
         ("confirmed", "web", "192.0.2.8"),
@@ -127,22 +127,22 @@ def test_a_confirmation_link_confirms_once_and_dies_with_an_unsubscribe(store: S
 def test_unsubscribing_by_address_or_by_ids_is_idempotent(store: Store) -> None:
     result = store.subscribers.add("d@example.org", "weekly")
     store.subscribers.add("d@example.org", "doi", confirmed=True)
-    assert store.subscribers.unsubscribe("D@example.org", "weekly", source="cli") == ["weekly"]
-    assert store.subscribers.unsubscribe("d@example.org", "weekly", source="cli") == []
-    assert store.subscribers.unsubscribe("d@example.org", None, source="cli") == ["doi"]
-    assert store.subscribers.unsubscribe_member(result.subscriber_id, result.list_id, source="web") is False
-    assert store.subscribers.resubscribe_member(result.subscriber_id, result.list_id, source="web").status == "confirmed"
-    assert store.subscribers.unsubscribe_member(result.subscriber_id, result.list_id, source="web") is True
-    assert store.subscribers.unsubscribe_member(999, result.list_id, source="web") is False
+    assert store.memberships.unsubscribe("D@example.org", "weekly", source="cli") == ["weekly"]
+    assert store.memberships.unsubscribe("d@example.org", "weekly", source="cli") == []
+    assert store.memberships.unsubscribe("d@example.org", None, source="cli") == ["doi"]
+    assert store.memberships.unsubscribe_member(result.subscriber_id, result.list_id, source="web") is False
+    assert store.memberships.resubscribe(result.subscriber_id, result.list_id, source="web").status == "confirmed"
+    assert store.memberships.unsubscribe_member(result.subscriber_id, result.list_id, source="web") is True
+    assert store.memberships.unsubscribe_member(999, result.list_id, source="web") is False
     with pytest.raises(NotFound, match="^no subscriber nobody@example.org"):
-        store.subscribers.unsubscribe("nobody@example.org", None, source="cli")
+        store.memberships.unsubscribe("nobody@example.org", None, source="cli")
     with pytest.raises(AddressError):
-        store.subscribers.unsubscribe("not an address", None, source="cli")
+        store.memberships.unsubscribe("not an address", None, source="cli")
 
 
 def test_adding_again_after_an_unsubscribe_resubscribes(store: Store) -> None:
     store.subscribers.add("e@example.org", "weekly")
-    store.subscribers.unsubscribe("e@example.org", "weekly", source="cli")
+    store.memberships.unsubscribe("e@example.org", "weekly", source="cli")
     again = store.subscribers.add("e@example.org", "weekly", name="Eve")
     assert (again.previous_status, again.status) == ("unsubscribed", "confirmed")
     assert store.subscribers.get("e@example.org").name == "Eve"
@@ -154,16 +154,16 @@ def test_adding_again_after_an_unsubscribe_resubscribes(store: Store) -> None:
 def test_blocked_addresses_and_domains_are_never_recipients(store: Store) -> None:
     for email in ("keep@example.org", "spam@spam.example", "x@mail.spam.example", "bad@example.org"):
         store.subscribers.add(email, "weekly")
-    store.subscribers.block("Bad@Example.org", "asked by phone")
-    store.subscribers.block("@Spam.Example")
+    store.suppressions.block("Bad@Example.org", "asked by phone")
+    store.suppressions.block("@Spam.Example")
     assert recipients(store, "weekly") == ["keep@example.org", "x@mail.spam.example"]
-    assert store.subscribers.is_suppressed("someone@spam.example")
-    assert not store.subscribers.is_suppressed("someone@mail.spam.example")  # exact domain only
+    assert store.suppressions.is_suppressed("someone@spam.example")
+    assert not store.suppressions.is_suppressed("someone@mail.spam.example")  # exact domain only
     with pytest.raises(StoreError, match="^new@spam.example is blocked"):
         store.subscribers.add("new@spam.example", "weekly")
-    assert store.subscribers.block("@spam.example").value == "spam.example"  # idempotent
-    assert store.subscribers.unblock("bad@example.org") is True
-    assert store.subscribers.unblock("bad@example.org") is False
+    assert store.suppressions.block("@spam.example").value == "spam.example"  # idempotent
+    assert store.suppressions.unblock("bad@example.org") is True
+    assert store.suppressions.unblock("bad@example.org") is False
     assert recipients(store, "weekly") == ["keep@example.org", "x@mail.spam.example", "bad@example.org"]
 
 
@@ -171,7 +171,7 @@ def test_listing_shows_blocked_and_filters_by_status(store: Store) -> None:
     store.subscribers.add("f@example.org", "weekly", "F")
     store.subscribers.add("g@example.org", "doi")
     store.subscribers.add("h@example.org", "weekly")
-    store.subscribers.block("h@example.org")
+    store.suppressions.block("h@example.org")
     shown = {item.email: (item.status, item.lists) for item in store.subscribers.listing()}
     assert shown == {
         "f@example.org": ("confirmed", ["weekly"]),
@@ -185,8 +185,8 @@ def test_listing_shows_blocked_and_filters_by_status(store: Store) -> None:
 
 def test_forget_erases_the_person_and_keeps_only_a_keyed_hash(store: Store) -> None:
     added = store.subscribers.add("Fay@example.org", "weekly", "Fay", source="web", ip="192.0.2.1")
-    store.subscribers.block("fay@example.org")
-    with store.begin() as conn:
+    store.suppressions.block("fay@example.org")
+    with store.write() as conn:
         issue_id = conn.execute(
             insert(issues).values(digest="weekly", number=1, list_id=added.list_id,
                                   subject="s", html="h", text="t")
@@ -198,7 +198,7 @@ def test_forget_erases_the_person_and_keeps_only_a_keyed_hash(store: Store) -> N
     assert count(store, memberships) == 0
     assert count(store, events, events.c.email.is_not(None)) == 0
     assert count(store, events, events.c.ip.is_not(None)) == 0
-    with store.begin() as conn:
+    with store.write() as conn:
         assert conn.execute(select(deliveries.c.email, deliveries.c.subscriber_id)).one() == (None, None)
         kept = conn.execute(select(suppressions.c.kind, suppressions.c.value)).all()
     assert kept == [("forgotten", tokens.keyed_hash(SECRET, "fay@example.org"))]
@@ -206,12 +206,12 @@ def test_forget_erases_the_person_and_keeps_only_a_keyed_hash(store: Store) -> N
         store.subscribers.add("fay@example.org", "weekly", secret=SECRET)
     with pytest.raises(StoreError, match="forgotten address.*token secret"):
         store.subscribers.add("other@example.org", "weekly")  # no secret: cannot tell, refuse
-    assert store.subscribers.unblock("fay@example.org", secret=SECRET) is True
+    assert store.suppressions.unblock("fay@example.org", secret=SECRET) is True
     assert store.subscribers.add("fay@example.org", "weekly", secret=SECRET).status == "confirmed"
 
 
 def test_listing_pages_through_more_than_one_page(store: Store) -> None:
-    with store.begin() as conn:
+    with store.write() as conn:
         conn.execute(
             insert(subscribers),
             [{"email": f"p{i}@example.org", "email_key": f"p{i}@example.org"} for i in range(2500)],

@@ -26,7 +26,7 @@ from newsletter import tokens
 from newsletter.cli import app
 from newsletter.config import Config, load_config
 from newsletter.confirmation import build_confirmation
-from newsletter.sender import send_digest
+from newsletter.sending import send_digest
 from newsletter.signing import dns_record
 from newsletter.store import Store
 from newsletter.web import RateLimiter, create_app
@@ -50,7 +50,7 @@ class Site:
 
     def status(self, email_address: str, slug: str = "weekly") -> str:
         subscriber = self.store.subscribers.get(email_address)
-        member = self.store.subscribers.membership(subscriber.id, self.store.lists.get(slug).id)
+        member = self.store.memberships.get(subscriber.id, self.store.lists.get(slug).id)
         assert member is not None
         return member.status
 
@@ -167,7 +167,7 @@ def test_subscribe_form_records_consent_and_the_mailed_link_confirms(site: Site)
     assert "check your inbox" in response.text
     assert site.status("carol@example.org", "daily") == "unconfirmed"
     carol = site.store.subscribers.get("carol@example.org")
-    consent = [e for e in site.store.subscribers.events_for(carol.id) if e["kind"] == "consent"]
+    consent = [e for e in site.store.events.for_subscriber(carol.id) if e["kind"] == "consent"]
     assert len(consent) == 1
     assert consent[0]["ip"] == "127.0.0.1"
     assert consent[0]["at"] is not None

@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 
 from ..config import Config, load_config
 from ..errors import NewsletterError
-from ..store import Store
+from ..store import Store, open_store
 
 
 class NewsletterGroup(TyperGroup):
@@ -55,7 +55,7 @@ class AppState:
 
     @cached_property
     def store(self) -> Store:
-        return Store(self.config.database.url)
+        return open_store(self.config.database)
 
 
 @app.callback()

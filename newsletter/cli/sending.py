@@ -15,9 +15,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..config import Config
 from ..errors import NewsletterError
-from ..sender import (
+from ..sending import (
     IssuePaused,
-    SendPlan,
+    NewIssue,
+    NothingNew,
+    ResumeIssue,
     SendProgress,
     SendReport,
     execute,
@@ -49,7 +51,7 @@ def send_command(
         schedule_later(config, digest, at)
         return
     plan = prepare_send(config, app_state.store, digest, warn)
-    if plan.nothing_new:
+    if isinstance(plan, NothingNew):
         click.echo(f"No new articles for {digest} in the last {plan.digest.lookback_days} days; nothing to send.")
         return
     if to is not None:
@@ -59,7 +61,8 @@ def send_command(
     if dry_run:
         show_plan(plan, app_state.store.issues.first_recipients(plan.list.id, FIRST_RECIPIENTS))
         return
-    plan.check_sendable()
+    if isinstance(plan, NewIssue):
+        plan.check_sendable()
     confirm(question(plan), yes)
     with stop_on_signals() as stop:
         try:
@@ -86,8 +89,8 @@ def schedule_later(config: Config, digest: str, at: str) -> None:
     )
 
 
-def question(plan: SendPlan) -> str:
-    if plan.issue is not None:
+def question(plan: NewIssue | ResumeIssue) -> str:
+    if isinstance(plan, ResumeIssue):
         return f"Resume issue #{plan.number} of {plan.digest.name} ({plan.subject}): {plan.recipients} deliveries left?"
     return (
         f"Send issue #{plan.number} of {plan.digest.name} ({plan.subject}, "
@@ -100,11 +103,11 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
-def show_plan(plan: SendPlan, first: list[str]) -> None:
-    action = "Would resume" if plan.issue is not None else "Would send"
+def show_plan(plan: NewIssue | ResumeIssue, first: list[str]) -> None:
+    action = "Would resume" if isinstance(plan, ResumeIssue) else "Would send"
     click.echo(f"{action} issue #{plan.number} of {plan.digest.name} to list {plan.list.slug}.")
     click.echo(f"Subject: {plan.subject}")
-    if plan.issue is None:
+    if isinstance(plan, NewIssue):
         click.echo(f"Articles: {plan.article_count}")
         click.echo(f"Recipients: {plan.recipients}")
     else:
@@ -116,7 +119,9 @@ def show_plan(plan: SendPlan, first: list[str]) -> None:
     click.echo("Dry run: nothing was sent or recorded.")
 
 
-def run_with_progress(config: Config, store: Store, plan: SendPlan, stop: threading.Event) -> SendReport:
+def run_with_progress(
+    config: Config, store: Store, plan: NewIssue | ResumeIssue, stop: threading.Event
+) -> SendReport:
     """A live progress bar on a terminal; in a log or a pipe only the summary that follows."""
     output = console()
     if not output.is_terminal:

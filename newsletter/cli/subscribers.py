@@ -124,7 +124,7 @@ def import_subscribers(
     )
     mailed = None
     if send_confirmations and not dry_run:
-        pending = app_state.store.subscribers.awaiting_confirmation(list_slug, started)
+        pending = app_state.store.memberships.awaiting_confirmation(list_slug, started)
         mailed = confirmation.send_confirmations(app_state.config, app_state.store, pending)
     if as_json:
         print_json(report.as_json() | ({"confirmations": asdict(mailed)} if mailed else {}))
@@ -211,7 +211,7 @@ def unsubscribe(
     list_slug: str = typer.Option(None, "--list", "-l", help="Only from this list (default: all)."),
 ) -> None:
     """Unsubscribe an address from one list, or from all of them."""
-    left = state(ctx).store.subscribers.unsubscribe(email, list_slug, source="cli")
+    left = state(ctx).store.memberships.unsubscribe(email, list_slug, source="cli")
     if left:
         click.echo(f"Unsubscribed {email} from {', '.join(left)}.")
     elif list_slug is not None:
@@ -227,7 +227,7 @@ def block(
     reason: str = typer.Option("", "--reason", help="Why (kept with the block)."),
 ) -> None:
     """Put an address or a whole domain on the suppression list: never mailed again."""
-    suppression = state(ctx).store.subscribers.block(target, reason)
+    suppression = state(ctx).store.suppressions.block(target, reason)
     if suppression.kind == SUPPRESS_DOMAIN:
         click.echo(f"Blocked @{suppression.value}: no address there will be mailed.")
     else:
@@ -241,7 +241,7 @@ def unblock(
 ) -> None:
     """Take an address or domain off the suppression list (and lift a forget)."""
     app_state = state(ctx)
-    removed = app_state.store.subscribers.unblock(target, secret=optional_secret(app_state))
+    removed = app_state.store.suppressions.unblock(target, secret=optional_secret(app_state))
     click.echo(f"Unblocked {target}." if removed else f"{target} was not blocked.")
 
 

@@ -1,115 +1,191 @@
-"""The store: lists, subscribers, memberships, suppressions, events, issues, deliveries.
+"""The store: lists, subscribers, memberships, suppressions, events, issues, the ledger.
 
-SQLAlchemy Core over SQLite by default (foreign keys on, WAL, a busy timeout); nothing in
-its interface is SQLite-only, so a PostgreSQL URL works too. The schema is created and
-migrated on first use by an ordered list of migrations recorded in `schema_migrations`.
+SQLAlchemy Core over SQLite by default (foreign keys on, WAL, a busy timeout), or
+PostgreSQL by URL (psycopg 3). The schema is made and changed only by the numbered
+migrations in `migrations.py`, applied on first use (or by `newsletter db upgrade`).
 
-The Store is a facade: each area has its own module and is reached as an attribute
-(`store.lists`, `store.subscribers`, `store.issues`, `store.feeds`).
+Transactions say what they are:
+
+- `store.read()`: a snapshot to read from. Readers never block writers (WAL on SQLite,
+  MVCC on PostgreSQL).
+- `store.write()`: a transaction that may write takes the write lock up front: `BEGIN
+  IMMEDIATE` on SQLite, one advisory lock on PostgreSQL. A second writer therefore waits
+  (up to `busy_timeout`) instead of failing the way a deferred BEGIN that reads first and
+  then cannot upgrade its lock does. Every write transaction is short, so a writer waits
+  at most about one other transaction.
+- `store.write(serial=False)`: the ledger's hot path on PostgreSQL, which relies on row
+  locks (and `FOR UPDATE SKIP LOCKED`) so that several senders work side by side; on
+  SQLite it is the same `BEGIN IMMEDIATE`.
+
+The Store is a facade: each area has its own module and is reached as an attribute.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import sqlite3
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ..errors import StoreError
-from . import schema
 
-BUSY_TIMEOUT_MS = 30_000
+if TYPE_CHECKING:
+    from ..config import DatabaseSettings
 
-
-def _migration_1(conn: Connection) -> None:
-    schema.metadata.create_all(conn)
-
-
-# Append-only: a released migration is never edited, a change is a new entry.
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1]
+DEFAULT_BUSY_TIMEOUT = 30.0
+# Key of the PostgreSQL advisory lock that serializes writers as SQLite's write lock does.
+_PG_WRITE_LOCK = 0x6E6C_7772  # "nlwr"
+_WRITE_OPTION = "newsletter_write"
+_WAL_RETRY_SECONDS = 0.02
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, migrate: bool = True
+    ) -> None:
         self.url = url
-        self.engine = _create_engine(url)
-        self.migrate()
+        self.busy_timeout = busy_timeout
+        self.engine = _create_engine(url, busy_timeout)
+        self.dialect = self.engine.dialect.name
+        from .events import Events
         from .feeds import Feeds
         from .issues import Issues
+        from .ledger import Ledger
         from .lists import Lists
+        from .memberships import Memberships
+        from .migrations import Migrations
         from .subscribers import Subscribers
+        from .suppressions import Suppressions
 
+        self.migrations = Migrations(self)
         self.lists = Lists(self)
         self.subscribers = Subscribers(self)
+        self.memberships = Memberships(self)
+        self.suppressions = Suppressions(self)
+        self.events = Events(self)
         self.issues = Issues(self)
+        self.ledger = Ledger(self)
         self.feeds = Feeds(self)
-
-    @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        """One transaction: committed when the block ends, rolled back on an exception."""
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except OperationalError as exc:
-            raise StoreError(f"database {self.url}: {_first_line(exc)}") from exc
-
-    def migrate(self) -> None:
-        with self.begin() as conn:
-            conn.execute(
-                text(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations "
-                    "(version INTEGER PRIMARY KEY, applied_at VARCHAR(40) NOT NULL)"
-                )
-            )
-            done = {row[0] for row in conn.execute(text("SELECT version FROM schema_migrations"))}
-            for version, migration in enumerate(MIGRATIONS, start=1):
-                if version in done:
-                    continue
-                migration(conn)
-                conn.execute(
-                    text("INSERT INTO schema_migrations (version, applied_at) VALUES (:v, :at)"),
-                    {"v": version, "at": schema.utcnow().isoformat()},
-                )
+        if migrate:
+            self.migrations.upgrade()
 
     @property
-    def schema_version(self) -> int:
-        with self.begin() as conn:
-            return conn.execute(text("SELECT max(version) FROM schema_migrations")).scalar_one()
+    def where(self) -> str:
+        """The database as messages name it (a PostgreSQL password is hidden)."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction (a consistent snapshot on SQLite)."""
+        with self._transaction(write=False) as conn:
+            yield conn
+
+    @contextmanager
+    def write(self, *, serial: bool = True) -> Iterator[Connection]:
+        """A transaction that may write: committed when the block ends, rolled back on an
+        exception. The write lock is taken first (see the module docstring)."""
+        with self._transaction(write=True) as conn:
+            if serial and self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_WRITE_LOCK})
+            yield conn
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**{_WRITE_OPTION: write})
+                with conn.begin():
+                    yield conn
+        except IntegrityError:
+            raise  # the caller's to interpret (a duplicate, a race it handles)
+        except DBAPIError as exc:
+            raise StoreError(describe_failure(self, exc)) from exc
 
     def close(self) -> None:
         self.engine.dispose()
 
 
-def _create_engine(url: str) -> Engine:
+def open_store(settings: DatabaseSettings, *, migrate: bool = True) -> Store:
+    """The store a config's [database] table names."""
+    return Store(settings.url, busy_timeout=settings.busy_timeout, migrate=migrate)
+
+
+def describe_failure(store: Store, exc: BaseException) -> str:
+    """One line for a database failure, saying what to do about it."""
+    detail = _first_line(exc)
+    lowered = detail.lower()
+    if "locked" in lowered or "lock timeout" in lowered:
+        return (
+            f"the database {store.where} stayed locked by another writer for more than "
+            f"{store.busy_timeout:g} s; try again, or raise [database].busy_timeout"
+        )
+    if "readonly" in lowered or "read-only" in lowered:
+        return (
+            f"the database {store.where} is read-only ({detail}); check the file's and its "
+            "folder's permissions (SQLite writes a -wal file beside it)"
+        )
+    if "disk is full" in lowered or "no space" in lowered or "diskfull" in lowered:
+        return f"the database {store.where} cannot grow: the disk is full; free some space"
+    return f"database {store.where}: {detail}"
+
+
+def _create_engine(url: str, busy_timeout: float) -> Engine:
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
-        if path and path != url and not path.startswith(":memory:"):
+        if path and path != url and not path.startswith((":memory:", "file:")):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        # pysqlite's own transaction handling defers BEGIN; emit it ourselves so that
-        # `BEGIN IMMEDIATE` (claims) and plain BEGIN both behave as written.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        engine = create_engine(url, connect_args={"timeout": busy_timeout})
+        event.listen(engine, "connect", lambda dbapi, _record: _sqlite_pragmas(dbapi, busy_timeout))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     try:
         return create_engine(url, pool_pre_ping=True)
     except (SQLAlchemyError, ImportError) as exc:
-        raise StoreError(f"database url {url!r}: {_first_line(exc)}; fix [database].url") from None
+        hint = "; install the [postgres] extra (psycopg)" if isinstance(exc, ImportError) else ""
+        raise StoreError(f"database url {url!r}: {_first_line(exc)}{hint}; fix [database].url") from None
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _create_engine)
+def _sqlite_begin(conn: Connection) -> None:
+    # pysqlite's own transaction handling is off (see _sqlite_pragmas): we say BEGIN, and a
+    # transaction that may write says IMMEDIATE so it waits for the write lock up front.
+    immediate = conn.get_execution_options().get(_WRITE_OPTION, True)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, busy_timeout: float) -> None:
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _sqlite_begin)
     cursor = dbapi_conn.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.execute("PRAGMA journal_mode = WAL")
+    _use_wal(cursor, busy_timeout)
     # FULL: a committed "sent" must survive a power cut, or that recipient is mailed twice.
     cursor.execute("PRAGMA synchronous = FULL")
-    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
+def _use_wal(cursor: Any, busy_timeout: float) -> None:
+    """Put the database in WAL mode (once: the mode is stored in the file). Switching
+    needs a moment alone with the file and fails at once, without the busy handler, when
+    another process opens the new database at the same time: try again until the
+    busy timeout."""
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(_WAL_RETRY_SECONDS)
+
+
 def _first_line(exc: BaseException) -> str:
-    return str(getattr(exc, "orig", exc)).splitlines()[0]
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

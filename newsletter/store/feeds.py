@@ -37,7 +37,7 @@ class Feeds:
         self.store = store
 
     def get_cache(self, url: str) -> FeedCache | None:
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             row = conn.execute(select(feed_cache).where(feed_cache.c.url == url)).first()
         if row is None:
             return None
@@ -59,7 +59,7 @@ class Feeds:
             "body": body,
             "fetched_at": utcnow(),
         }
-        with self.store.begin() as conn:
+        with self.store.write() as conn:
             changed = conn.execute(
                 update(feed_cache).where(feed_cache.c.url == url).values(**values)
             ).rowcount
@@ -70,10 +70,11 @@ class Feeds:
 
     def first_seen(self, article_id: str, now: datetime) -> datetime:
         """When the article was first seen; `now` is recorded (and returned) the first time."""
-        with self.store.begin() as conn:
+        with self.store.read() as conn:  # the usual case: no write lock needed
             seen = _seen_at(conn, article_id)
-            if seen is not None:
-                return seen
+        if seen is not None:
+            return seen
+        with self.store.write() as conn:
             if _insert_if_absent(conn, first_seen, {"article_id": article_id, "seen_at": now}):
                 return now
             # A concurrent reader recorded it first; its moment is the one that counts.

@@ -34,25 +34,25 @@ from sqlalchemy import (
     update,
 )
 
-from .. import addresses, tokens
+from .. import addresses
 from ..addresses import Address
 from ..errors import AddressError
 from .lists import list_record
+from .memberships import new_confirm_token, set_membership_status
 from .records import (
     BLOCKED,
     CONFIRMED,
+    MEMBERSHIP_STATUSES,
     SUPPRESS_ADDRESS,
-    SUPPRESS_DOMAIN,
-    SUPPRESS_FORGOTTEN,
     UNCONFIRMED,
     UNSUBSCRIBED,
-    MEMBERSHIP_STATUSES,
     ImportReport,
     ImportRow,
     ListRecord,
 )
-from .schema import events, lists, memberships, subscribers, suppressions, utcnow
-from .subscribers import new_confirm_token, require_secret_if_forgotten, set_membership_status
+from .revocations import record_revocation
+from .schema import events, lists, memberships, subscribers, utcnow
+from .suppressions import SuppressionLookup
 
 if TYPE_CHECKING:
     from . import Store
@@ -102,16 +102,18 @@ def run_import(
     secret: bytes | None,
     dry_run: bool,
     active_status: str,
-) -> ImportReport:
+) -> int | None:
+    """Fill `report`; the revocation epoch when the import unsubscribed or blocked anyone."""
     try:
-        with store.begin() as conn:
+        with store.write() as conn:
             default_list = store.lists.get_in(conn, list_slug) if list_slug is not None else None
-            _Import(conn, report, default_list, source, secret, active_status).run(rows)
+            job = _Import(conn, report, default_list, source, secret, active_status)
+            job.run(rows)
             if dry_run:
                 raise _RollBack
+            return record_revocation(conn) if job.revoked else None
     except _RollBack:
-        pass
-    return report
+        return None
 
 
 @dataclass(slots=True)
@@ -146,17 +148,8 @@ class _Import:
         self.active_status = active_status
         self.batch = 0
         self.lists: dict[str, ListRecord | None] = {}
-        self.blocked_domains = set(
-            conn.execute(
-                select(suppressions.c.value).where(suppressions.c.kind == SUPPRESS_DOMAIN)
-            ).scalars()
-        )
-        # Most imports meet an empty suppression list: then there is nothing to look up.
-        kinds = set(conn.execute(select(suppressions.c.kind).distinct()).scalars())
-        self.any_address_blocks = SUPPRESS_ADDRESS in kinds
-        self.any_forgotten = SUPPRESS_FORGOTTEN in kinds
-        if secret is None and self.any_forgotten:
-            require_secret_if_forgotten(conn)
+        self.suppressions = SuppressionLookup(conn, secret)
+        self.revoked = False  # someone was unsubscribed or blocked: senders must hear of it
 
     def run(self, rows: Iterable[ImportRow]) -> None:
         _stage.drop(self.conn, checkfirst=True)
@@ -178,7 +171,7 @@ class _Import:
             return
         existing = self.existing_subscribers(candidates)
         current = self.memberships_of([row.id for row in existing.values()])
-        refused = self.suppressed(candidates)
+        refused = self.suppressions.reasons({c.address.key for c in candidates})
         new_subscribers: set[str] = set()
         changed_subscribers: dict[int, dict[str, Any]] = {}
         changes: list[tuple[int, int, str]] = []
@@ -222,7 +215,7 @@ class _Import:
             target = self.target(row)
             if target is None:
                 continue
-            if address.domain in self.blocked_domains:
+            if self.suppressions.domain_blocked(address.key):
                 self.skip(row, "blocked")
                 continue
             candidates.append(_Candidate(row, address, target))
@@ -300,30 +293,6 @@ class _Import:
         )
         return {(list_id, subscriber_id): status for list_id, subscriber_id, status in rows}
 
-    def suppressed(self, candidates: list[_Candidate]) -> dict[str, str]:
-        """email_key -> "blocked" or "forgotten", for the batch's suppressed addresses."""
-        keys = {candidate.address.key for candidate in candidates}
-        refused: dict[str, str] = {}
-        if self.any_address_blocks:
-            refused = {
-                key: BLOCKED
-                for key in self.conn.execute(
-                    select(suppressions.c.value).where(
-                        suppressions.c.kind == SUPPRESS_ADDRESS, suppressions.c.value.in_(keys)
-                    )
-                ).scalars()
-            }
-        if self.any_forgotten and self.secret is not None:
-            by_hash = {tokens.keyed_hash(self.secret, key): key for key in keys}
-            for value in self.conn.execute(
-                select(suppressions.c.value).where(
-                    suppressions.c.kind == SUPPRESS_FORGOTTEN,
-                    suppressions.c.value.in_(set(by_hash)),
-                )
-            ).scalars():
-                refused.setdefault(by_hash[value], "forgotten")
-        return refused
-
     def decide(self, candidate: _Candidate, before: str | None, subscriber_changed: bool) -> str | None:
         """Fill the candidate's staged action and event, count it; the action."""
         stage = candidate.stage
@@ -359,6 +328,7 @@ class _Import:
         now = utcnow()
         for subscriber_id, list_id, status in changes:
             set_membership_status(self.conn, subscriber_id, list_id, status, now)
+            self.revoked = self.revoked or status != CONFIRMED
         for status in MEMBERSHIP_STATUSES:
             self.conn.execute(self.staged_events(status))
         if blocks:
@@ -439,11 +409,8 @@ class _Import:
     def block(self, blocks: dict[str, _Candidate]) -> None:
         """Suppress the addresses the file marks undeliverable (cleaned, bounced, ...)."""
         reason = f"marked undeliverable in {self.report.file}"
-        self.any_address_blocks = True
-        self.conn.execute(
-            insert(suppressions),
-            [{"kind": SUPPRESS_ADDRESS, "value": key, "reason": reason} for key in blocks],
-        )
+        self.suppressions.add_blocks(blocks, reason)
+        self.revoked = True
         self.conn.execute(
             insert(events).values(at=_DB_NOW),
             [

@@ -45,7 +45,7 @@ class Lists:
             "double_opt_in": double_opt_in,
         }
         try:
-            with self.store.begin() as conn:
+            with self.store.write() as conn:
                 conn.execute(insert(lists).values(values))
         except IntegrityError:
             raise StoreError(
@@ -55,7 +55,7 @@ class Lists:
         return self.get(slug)
 
     def get(self, slug: str) -> ListRecord:
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             return self.get_in(conn, slug)
 
     def get_in(self, conn: Connection, slug: str) -> ListRecord:
@@ -66,7 +66,7 @@ class Lists:
         return list_record(row)
 
     def get_by_id(self, list_id: int) -> ListRecord:
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             row = conn.execute(select(lists).where(lists.c.id == list_id)).first()
         if row is None:
             raise NotFound(f"no list with id {list_id}; see `newsletter lists ls`")
@@ -74,13 +74,13 @@ class Lists:
 
     def all(self) -> list[ListSummary]:
         """Every list, by slug, with its member counts by status."""
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             rows = conn.execute(select(lists).order_by(lists.c.slug)).all()
             counts = _member_counts(conn)
         return [ListSummary(list_record(row), counts.get(row.id, {})) for row in rows]
 
     def summary(self, slug: str) -> ListSummary:
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             record = self.get_in(conn, slug)
             counts = _member_counts(conn, record.id)
         return ListSummary(record, counts.get(record.id, {}))
@@ -88,7 +88,7 @@ class Lists:
     def remove(self, slug: str) -> int:
         """Delete a list and its memberships (subscribers stay); refused once it has issues.
         The number of memberships removed."""
-        with self.store.begin() as conn:
+        with self.store.write() as conn:
             record = self.get_in(conn, slug)
             sent = conn.execute(
                 select(func.count()).select_from(issues).where(issues.c.list_id == record.id)

@@ -14,7 +14,12 @@ MEMBERSHIP_STATUSES = (UNCONFIRMED, CONFIRMED, UNSUBSCRIBED)
 # Not a membership status: a subscriber whose address or domain is on the suppression list.
 BLOCKED = "blocked"
 
-# Suppression kinds (see store/subscribers.py for how each one matches an address).
+# Issue statuses.
+SENDING = "sending"
+PAUSED = "paused"
+DONE = "done"
+
+# Suppression kinds (see store/suppressions.py for how each one matches an address).
 SUPPRESS_ADDRESS = "address"
 SUPPRESS_DOMAIN = "domain"
 SUPPRESS_FORGOTTEN = "forgotten"

@@ -1,4 +1,7 @@
-"""Every table of the store. Only the store package speaks SQL.
+"""Every table of the store, as the migrations leave it. Only the store package speaks SQL.
+
+This describes the schema for the queries; it never creates anything (see migrations.py,
+and the test that compares the two).
 
 Timestamps are aware UTC datetimes (see UtcDateTime); emails are stored normalized,
 and `email_key` (lower-cased) carries the case-insensitive uniqueness.
@@ -135,8 +138,6 @@ issues = Table(
     Column("text", Text, nullable=False),
     Column("status", String(20), nullable=False, default="sending"),
     Column("paused_reason", Text, nullable=True),
-    Column("lease_owner", String(100), nullable=True),
-    Column("lease_expires", UtcDateTime, nullable=True),
     Column("created_at", UtcDateTime, nullable=False, default=utcnow),
     Column("finished_at", UtcDateTime, nullable=True),
     UniqueConstraint("digest", "number", name="uq_issues_digest_number"),
@@ -153,6 +154,27 @@ issue_articles = Table(
     Column("title", Text, nullable=False),
     Column("url", Text, nullable=True),
     UniqueConstraint("digest", "article_id", name="uq_issue_articles_digest_article"),
+)
+
+# Each sender process working on an issue: its lease, and the revocations it has seen
+# (an unsubscribe waits until every live sender has seen it; see ledger.py).
+senders = Table(
+    "senders",
+    metadata,
+    Column("owner", String(100), primary_key=True),
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("lease_until", UtcDateTime, nullable=False),
+    Column("revocations_seen", Integer, nullable=False, server_default="0"),
+    Index("ix_senders_issue", "issue_id"),
+)
+
+# One row: how many revocations (unsubscribes, blocks, forgets) have been committed.
+revocation_clock = Table(
+    "revocation_clock",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("epoch", Integer, nullable=False),
 )
 
 # status: pending | claimed | sent | failed | skipped
