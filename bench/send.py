@@ -9,7 +9,7 @@ temporary folder and given N generated subscribers. Each measured run is a fresh
 
 - baseline: plain smtplib pushing one prebuilt message (the same bytes the sender builds)
   to the same number of recipients over the same number of connections;
-- sender: `newsletter send` as the library does it (sender.execute: claim, fill, send,
+- sender: `newsletter send` as the library does it (sending.execute: claim, fill, send,
   record), without and with DKIM (a 2048-bit RSA key);
 - memory: the sender's peak RSS for each list size in --memory.
 
@@ -138,7 +138,7 @@ def make_dkim_key(path: Path) -> None:
 
 def run_sender(config_path: Path, database: Path) -> dict[str, float]:
     from newsletter.config import load_config
-    from newsletter.sender import execute, prepare_send
+    from newsletter.sending import execute, prepare_send
 
     config = load_config(config_path)
     store = fresh_store(config.database.url, database)
@@ -163,7 +163,7 @@ def run_sender(config_path: Path, database: Path) -> dict[str, float]:
 def run_baseline(config_path: Path, database: Path, recipients: int) -> dict[str, float]:
     """Plain smtplib: the same bytes, the same number of connections, nothing else."""
     from newsletter.config import load_config
-    from newsletter.sender import prepare_send
+    from newsletter.sending import prepare_send
 
     config = load_config(config_path)
     store = fresh_store(config.database.url, database)

@@ -370,10 +370,11 @@ _TYPE_NAMES = {str: "string", bool: "boolean (true or false)"}
 
 
 def sqlite_url_relative_to(url: str, root: Path) -> str:
-    """Make a relative sqlite:/// path absolute against the config file's folder."""
+    """Make a relative sqlite:/// path absolute against the config file's folder (a
+    `file:` URI, such as `sqlite:///file:/srv/n.db?mode=ro&uri=true`, is left as it is)."""
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite://":
         rest = url[len(prefix):]
-        if rest and not rest.startswith(":memory:"):
+        if rest and not rest.startswith((":memory:", "file:")):
             return prefix + str((root / rest).resolve())
     return url

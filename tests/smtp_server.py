@@ -7,6 +7,8 @@ The server records every message it accepts (envelope and bytes). A test can mak
 - drop the connection instead of answering DATA for a recipient (`drop_data_for`);
 - hold every DATA reply once N messages were accepted, then discard the held ones with a
   4xx (`hold_after` / `release`): the crash test kills the sender while it waits;
+- take a while over every message (`slow_down`), so that a send lasts long enough for
+  other things to happen meanwhile;
 - require AUTH with one password, or speak STARTTLS with a given certificate.
 """
 
@@ -40,6 +42,7 @@ class Received:
     rcpt_tos: tuple[str, ...]
     data: bytes
     peer: tuple[str, int]  # the client's address: one per connection
+    accepted_at: float  # time.time() of the final 250 reply
 
     @property
     def message(self) -> EmailMessage:
@@ -54,6 +57,7 @@ class RecordingHandler:
         self.drops: dict[str, int] = {}  # address -> DATA replies still to drop
         self.sender_refusals: dict[str, str] = {}  # MAIL FROM address -> reply
         self.close_after: int | None = None
+        self.delay = 0.0
         self.hold_after: int | None = None
         self.held = 0
         self.released = threading.Event()
@@ -98,11 +102,14 @@ class RecordingHandler:
             while not self.released.is_set():
                 await asyncio.sleep(0.01)
             return "451 4.3.0 held and discarded by the test"
+        if self.delay:
+            await asyncio.sleep(self.delay)
         received = Received(
             envelope.mail_from or "",
             tuple(envelope.rcpt_tos),
             envelope.original_content or b"",
             tuple(session.peer),  # type: ignore[arg-type]
+            time.time(),
         )
         with self.lock:
             self.messages.append(received)
@@ -168,6 +175,10 @@ class SmtpTestServer:
 
     def close_after(self, messages: int) -> None:
         self.handler.close_after = messages
+
+    def slow_down(self, seconds: float) -> None:
+        """Answer every DATA this much later (connections still work side by side)."""
+        self.handler.delay = seconds
 
     def hold_after(self, messages: int) -> None:
         self.handler.hold_after = messages

@@ -14,12 +14,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from cli_process import finish_send, kill, start_send, wait_until
 from smtp_server import SmtpTestServer, configure, generated_people, subscribe
 
 from newsletter.config import Config
 from newsletter.sending.lease import new_owner, owner_is_dead
 from newsletter.store import Store
 from newsletter.store.ledger import PENDING, Claim, Outcome
+
+BACKENDS = ("sqlite", "postgres")
 
 RECIPIENTS = 2000
 CONNECTIONS = 4
@@ -100,34 +103,6 @@ def crash_project(project: Path, smtp_server: SmtpTestServer, monkeypatch: pytes
     subscribe(store, "weekly", generated_people(RECIPIENTS))
     store.close()
     return project
-
-
-def start_send(project: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-c", "from newsletter.cli import main; main()",
-         "--config", str(project / "config.toml"), "send", "weekly", "--yes"],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-
-
-def wait_until(condition: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.005)
-
-
-def kill(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGKILL)
-    process.wait()  # reaped: its pid is gone, as after a real crash
-
-
-def finish_send(project: Path) -> str:
-    again = start_send(project)
-    out, err = again.communicate(timeout=120)
-    assert again.returncode == 0, err.decode()
-    return out.decode()
 
 
 @pytest.mark.slow

@@ -26,13 +26,15 @@ from newsletter.store.records import ImportReport
 from newsletter.store.schema import events, subscribers
 from newsletter.store.issues import deliverable
 
+BACKENDS = ("sqlite", "postgres")
+
 CSV = Path(__file__).parent / "fixtures" / "csv"
 SECRET = b"import-secret"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    store = Store(f"sqlite:///{tmp_path / 'newsletter.db'}")
+def store(database_url: str) -> Store:
+    store = Store(database_url)
     store.lists.create("weekly")
     return store
 
@@ -282,7 +284,7 @@ def test_a_dry_run_reports_the_same_and_writes_nothing(store: Store) -> None:
 
 
 def test_export_then_import_into_a_fresh_database_gives_the_same_state(
-    store: Store, tmp_path: Path
+    store: Store, tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
     store.lists.create("daily", double_opt_in=True)
     for fixture in ("mailchimp_subscribed.csv", "buttondown.csv", "listmonk.csv", "excel_unicode.txt"):
@@ -294,7 +296,11 @@ def test_export_then_import_into_a_fresh_database_gives_the_same_state(
         written = importer.write_export(handle, store.subscribers.listing(), None)
     assert written == 13
 
-    fresh = Store(f"sqlite:///{tmp_path / 'fresh.db'}")
+    if backend == "postgres":
+        cluster = request.getfixturevalue("postgres_cluster")
+        fresh = Store(cluster.url(cluster.create_database()))
+    else:
+        fresh = Store(f"sqlite:///{tmp_path / 'fresh.db'}")
     fresh.lists.create("weekly")
     fresh.lists.create("daily", double_opt_in=True)
     report = run_import(fresh, exported, list_slug=None)

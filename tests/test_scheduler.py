@@ -33,6 +33,8 @@ from newsletter.sending import send_digest
 from newsletter.store import Store
 from smtp_server import SmtpTestServer, configure, generated_people, subscribe
 
+BACKENDS = ("sqlite", "postgres")
+
 SECRET = "scheduler-test-secret"
 WAIT = 15.0
 

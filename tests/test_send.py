@@ -26,6 +26,8 @@ from newsletter.store.issues import FAILED, SENT, SKIPPED
 from newsletter.store.schema import deliveries
 from newsletter.tokens import UNSUBSCRIBE, read_token
 
+BACKENDS = ("sqlite", "postgres")
+
 SECRET = "test-secret"
 
 
@@ -345,6 +347,7 @@ def test_stop_finishes_messages_in_flight_and_send_resumes(
     people = generated_people(30)
     subscribe(store, "weekly", people)
     config = smtp_config(project, smtp_server, connections=1, delivery="batch_size = 5")
+    smtp_server.slow_down(0.05)  # 1.5 s in all: the stop comes while it sends
     stop = threading.Event()
 
     def stop_after_some(progress: SendProgress) -> None:

@@ -135,3 +135,24 @@ def test_an_unreachable_postgresql_server_is_one_clear_error() -> None:
     message = str(error.value)
     assert message.startswith("database postgresql+psycopg://nobody:***@127.0.0.1:9/nowhere: ")
     assert "secret" not in message and "\n" not in message
+
+
+def test_the_cli_on_a_read_only_database_says_so_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from newsletter.cli import app
+
+    path = tmp_path / "n.db"
+    store = Store(f"sqlite:///{path}")
+    store.lists.create("weekly")
+    store.close()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[newsletter]\nname = "N"\nfrom = "N <n@example.org>"\n'
+        f'[database]\nurl = "sqlite:///file:{path}?mode=ro&uri=true"\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["--config", str(config), "subscribers", "add", "a@example.org", "--list", "weekly"])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "is read-only" in result.output
+    assert Store(f"sqlite:///{path}").lists.summary("weekly").counts == {}  # nothing written

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, insert, select
@@ -14,12 +13,14 @@ from newsletter.store.records import MembershipInfo
 from newsletter.store.schema import deliveries, events, issues, memberships, subscribers, suppressions
 from newsletter.store.issues import deliverable
 
+BACKENDS = ("sqlite", "postgres")
+
 SECRET = b"test-secret"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    store = Store(f"sqlite:///{tmp_path / 'newsletter.db'}")
+def store(database_url: str) -> Store:
+    store = Store(database_url)
     store.lists.create("weekly", "Weekly")
     store.lists.create("doi", "Confirmed reading", double_opt_in=True)
     return store

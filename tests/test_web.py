@@ -32,6 +32,8 @@ from newsletter.store import Store
 from newsletter.web import RateLimiter, create_app
 from web_server import WebServer
 
+BACKENDS = ("sqlite", "postgres")
+
 SECRET = "web-test-secret"
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 

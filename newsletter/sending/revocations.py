@@ -13,7 +13,7 @@ import time
 
 from ..store.ledger import Ledger
 
-REVOCATION_POLL_SECONDS = 0.05
+REVOCATION_POLL_SECONDS = 0.02
 _IN_FLIGHT_POLL = 0.001
 
 

@@ -42,7 +42,7 @@ from .revocations import RevocationWatch
 from .tally import SendProgress, Tally
 
 PROGRESS_SECONDS = 0.25
-IDLE_POLL_SECONDS = 0.05
+IDLE_POLL_SECONDS = 0.01
 # Waiting for deferred retries or for another sender's claims: look at least this often.
 RETRY_POLL_SECONDS = 1.0
 

@@ -144,7 +144,9 @@ def _create_engine(url: str, busy_timeout: float) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     try:
-        return create_engine(url, pool_pre_ping=True)
+        # lock_timeout: a writer waits for a lock at most busy_timeout, as on SQLite.
+        options = f"-c lock_timeout={int(busy_timeout * 1000)}"
+        return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
     except (SQLAlchemyError, ImportError) as exc:
         hint = "; install the [postgres] extra (psycopg)" if isinstance(exc, ImportError) else ""
         raise StoreError(f"database url {url!r}: {_first_line(exc)}{hint}; fix [database].url") from None
