@@ -33,6 +33,15 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ..errors import StoreError
+from .events import Events
+from .feeds import Feeds
+from .issues import Issues
+from .ledger import Ledger
+from .lists import Lists
+from .memberships import Memberships
+from .migrations import Migrations
+from .subscribers import Subscribers
+from .suppressions import Suppressions
 
 if TYPE_CHECKING:
     from ..config import DatabaseSettings
@@ -52,16 +61,6 @@ class Store:
         self.busy_timeout = busy_timeout
         self.engine = _create_engine(url, busy_timeout)
         self.dialect = self.engine.dialect.name
-        from .events import Events
-        from .feeds import Feeds
-        from .issues import Issues
-        from .ledger import Ledger
-        from .lists import Lists
-        from .memberships import Memberships
-        from .migrations import Migrations
-        from .subscribers import Subscribers
-        from .suppressions import Suppressions
-
         self.migrations = Migrations(self)
         self.lists = Lists(self)
         self.subscribers = Subscribers(self)
