@@ -8,7 +8,8 @@ matter to the receiving server), but uniqueness is case-insensitive: `key()` is 
 lower-cased normalized address, stored as `subscribers.email_key`.
 
 A value with CR or LF is refused outright: it would let an address smuggle headers
-into the mail it is written into.
+into the mail it is written into. A subscriber's name goes into the same `To:` header:
+`check_name` refuses control characters in it, at every way in (add, import, web form).
 """
 
 from __future__ import annotations
@@ -106,3 +107,19 @@ def normalize_domain(raw: str) -> str:
     except EmailNotValidError as exc:
         raise AddressError(f"invalid domain {raw!r}: {exc}") from None
     return result.domain.lower()
+
+
+# What a name must not contain: the control characters (Unicode category Cc: C0 with NUL,
+# tab, CR, LF and ESC; DEL; C1) and the line and paragraph separators. Spaces are fine.
+_FORBIDDEN_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def check_name(name: str) -> str:
+    """The name unchanged, or AddressError naming the first control character in it."""
+    found = _FORBIDDEN_IN_NAMES.search(name)
+    if found is not None:
+        raise AddressError(
+            f"invalid name {name!r}: it contains the control character "
+            f"U+{ord(found.group()):04X} at position {found.start() + 1}; remove it"
+        )
+    return name
