@@ -87,6 +87,23 @@ def _parse_with_validator(candidate: str) -> Address:
     return Address(email, key(email), result.domain.lower())
 
 
+# "Display Name <address>": the form a From header takes when it carries a name.
+_NAMED_MAILBOX = re.compile(r"[^<>]*<(?P<address>[^<>]*)>\s*")
+
+
+def mailbox_address(raw: str) -> Address:
+    """The address of a bare address or of `Name <address>`, as a From header carries
+    it; AddressError when it is neither (a name without angle brackets) or the address
+    is invalid (email-validator also refuses a domain without a dot)."""
+    named = _NAMED_MAILBOX.fullmatch(raw)
+    candidate = named["address"] if named else raw.strip()
+    if not named and any(c.isspace() or c in "<>" for c in candidate):
+        raise AddressError(
+            f"{raw!r} is neither an address nor a name with the address in angle brackets"
+        )
+    return parse(candidate)
+
+
 def normalize(raw: str) -> str:
     """The normalized form of an address (see module docstring), or AddressError."""
     return parse(raw).email

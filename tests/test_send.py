@@ -97,7 +97,7 @@ def test_the_message_carries_the_headers_and_both_parts(
     assert message["List-Id"] == "Test Weekly <weekly.example.org>"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     url = message["List-Unsubscribe"].strip("<>")
-    assert url.startswith("http://127.0.0.1:8000/u/")
+    assert url.startswith("https://news.example.org/u/")
     claims = read_token(SECRET.encode(), url.rpartition("/")[2], UNSUBSCRIBE)
     subscriber = store.subscribers.get("ada@example.org")
     assert (claims.subscriber_id, claims.list_id) == (subscriber.id, store.lists.get("weekly").id)

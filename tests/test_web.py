@@ -30,6 +30,7 @@ from newsletter.sender import send_digest
 from newsletter.signing import dns_record
 from newsletter.store import Store
 from newsletter.web import RateLimiter, create_app
+from conftest import BASE_URL
 from web_server import WebServer
 
 SECRET = "web-test-secret"
@@ -79,7 +80,7 @@ def outbox_messages(config: Config) -> list[email.message.EmailMessage]:
 def site(project: Path, web_server: WebServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
     config_path = project / "config.toml"
-    text = config_path.read_text().replace('base_url = "http://127.0.0.1:8000"', f'base_url = "{web_server.url}"')
+    text = config_path.read_text().replace(f'base_url = "{BASE_URL}"', f'base_url = "{web_server.url}"')
     config_path.write_text(text + "\n[web]\nsubscribe_rate_limit = 3\n")
     config = load_config(config_path)
     store = Store(config.database.url)
