@@ -208,7 +208,7 @@ def list_subscribers(
     if not rows:
         click.echo("No subscribers match.")
         return
-    print_table(None, ["Email", "Name", "Status", "Lists", "Created"], rows)
+    print_table(None, ["Email", "Name", "Status", "Lists", "Created"], rows, whole=("Email",))
 
 
 @subscribers_app.command("unsubscribe")
