@@ -141,7 +141,7 @@ class ImportFile:
                     if record and record[-1].endswith(_END_LINE):
                         raise self.unclosed_quote(line + sum(c.count("\n") for c in record[:-1]))
                     if (index or not self.has_header) and any(cell.strip() for cell in record):
-                        yield _row(line, [restore(cell) for cell in record], self.columns, statuses)
+                        yield _row(line, _restored(record), self.columns, statuses)
                     line = reader.line_num + 1
         except UnicodeDecodeError as exc:
             raise ImportFileError(
@@ -374,6 +374,12 @@ def _row(
         attributes,
         problem,
     )
+
+
+def _restored(record: list[str]) -> list[str]:
+    """The cells with the export's formula guard taken off (csvcells.restore); only a cell
+    starting with a quote can carry one, and few do."""
+    return [restore(cell) if cell[:1] == "'" else cell for cell in record]
 
 
 def _cell(record: list[str], index: int | None) -> str:
