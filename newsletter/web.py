@@ -51,6 +51,7 @@ MAX_ISSUE_NUMBER = 2**31 - 1  # the largest INTEGER on PostgreSQL (SQLite's is l
 # handling, which trusts loopback by default, is off; client_ip decides from the config.
 SERVER_OPTIONS: dict[str, Any] = {"proxy_headers": False}
 
+
 def create_app(config: Config, store: Store) -> Starlette:
     """The web app; SecretError at once if the token secret is not set."""
     site = Site(config, store, config.token_secret)
