@@ -96,6 +96,8 @@ def make_project(root: Path, port: int, connections: int, dkim_key: Path | None)
     text = (REPO / "config.toml").read_text(encoding="utf-8")
     text = text.replace('templates = "templates"', f'templates = "{REPO / "templates"}"')
     text = text.replace('transport = "outbox"', 'transport = "smtp"')
+    # Over SMTP the config needs an https base_url on a public host (config.py).
+    text = text.replace('base_url = "http://127.0.0.1:8000"', 'base_url = "https://news.example.org"')
     text = text.replace("port = 587", f"port = {port}")
     text = text.replace('security = "starttls"', 'security = "none"')
     text = text.replace("connections = 4", f"connections = {connections}")

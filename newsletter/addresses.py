@@ -8,7 +8,8 @@ matter to the receiving server), but uniqueness is case-insensitive: `key()` is 
 lower-cased normalized address, stored as `subscribers.email_key`.
 
 A value with CR or LF is refused outright: it would let an address smuggle headers
-into the mail it is written into.
+into the mail it is written into. A subscriber's name goes into the same `To:` header:
+`check_name` refuses control characters in it, at every way in (add, import, web form).
 """
 
 from __future__ import annotations
@@ -86,6 +87,23 @@ def _parse_with_validator(candidate: str) -> Address:
     return Address(email, key(email), result.domain.lower())
 
 
+# "Display Name <address>": the form a From header takes when it carries a name.
+_NAMED_MAILBOX = re.compile(r"[^<>]*<(?P<address>[^<>]*)>\s*")
+
+
+def mailbox_address(raw: str) -> Address:
+    """The address of a bare address or of `Name <address>`, as a From header carries
+    it; AddressError when it is neither (a name without angle brackets) or the address
+    is invalid (email-validator also refuses a domain without a dot)."""
+    named = _NAMED_MAILBOX.fullmatch(raw)
+    candidate = named["address"] if named else raw.strip()
+    if not named and any(c.isspace() or c in "<>" for c in candidate):
+        raise AddressError(
+            f"{raw!r} is neither an address nor a name with the address in angle brackets"
+        )
+    return parse(candidate)
+
+
 def normalize(raw: str) -> str:
     """The normalized form of an address (see module docstring), or AddressError."""
     return parse(raw).email
@@ -106,3 +124,19 @@ def normalize_domain(raw: str) -> str:
     except EmailNotValidError as exc:
         raise AddressError(f"invalid domain {raw!r}: {exc}") from None
     return result.domain.lower()
+
+
+# What a name must not contain: the control characters (Unicode category Cc: C0 with NUL,
+# tab, CR, LF and ESC; DEL; C1) and the line and paragraph separators. Spaces are fine.
+_FORBIDDEN_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def check_name(name: str) -> str:
+    """The name unchanged, or AddressError naming the first control character in it."""
+    found = _FORBIDDEN_IN_NAMES.search(name)
+    if found is not None:
+        raise AddressError(
+            f"invalid name {name!r}: it contains the control character "
+            f"U+{ord(found.group()):04X} at position {found.start() + 1}; remove it"
+        )
+    return name

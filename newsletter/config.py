@@ -8,6 +8,7 @@ config file, never to the working directory.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 import types
@@ -15,9 +16,12 @@ import typing
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ConfigError, SecretError
+from . import addresses
+from .errors import AddressError, ConfigError, SecretError
+from .proxies import TrustedProxies, parse_networks
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 DEFAULT_CONFIG = "config.toml"
@@ -100,6 +104,12 @@ class SchedulerSettings:
 class WebSettings:
     # Subscribe-form POSTs allowed per IP address per hour.
     subscribe_rate_limit: int = 5
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto count: IP addresses or CIDR networks.
+    trusted_proxies: tuple[str, ...] = ()
+
+    @property
+    def proxies(self) -> TrustedProxies:
+        return TrustedProxies(parse_networks(self.trusted_proxies))
 
 
 @dataclass(frozen=True)
@@ -312,6 +322,34 @@ class _ConfigReader:
         ):
             if value <= 0:
                 self.fail(where, "must be a positive number of seconds")
+        try:
+            parse_networks(config.web.trusted_proxies)
+        except ValueError as exc:
+            self.fail("[web].trusted_proxies", str(exc))
+        self.check_mail_identity(config)
+
+    def check_mail_identity(self, config: Config) -> None:
+        """What every mail carries: a From a server accepts, and over SMTP links that
+        RFC 8058 one-click unsubscribe and Gmail accept (https, public host)."""
+        try:
+            addresses.mailbox_address(config.newsletter.from_)
+        except AddressError as exc:
+            self.fail(
+                "[newsletter].from",
+                f"{str(exc).rstrip('.')}; write an address, or a name and the address in angle "
+                'brackets: "Antiwar.com <news@example.org>"',
+            )
+        if config.delivery.transport != "smtp":
+            return  # the outbox is for trying things out: a loopback base_url is fine there
+        problem = public_https_problem(config.newsletter.base_url)
+        if problem is not None:
+            self.fail(
+                "[newsletter].base_url",
+                f"{config.newsletter.base_url!r} {problem}; mail sent over SMTP needs the "
+                "public https address `newsletter serve` answers on behind your proxy, "
+                'e.g. "https://news.example.org" (Gmail and RFC 8058 one-click unsubscribe '
+                "require https)",
+            )
 
     def table(self, cls: type[T], raw: Any, where: str) -> T:
         if not isinstance(raw, dict):
@@ -367,6 +405,35 @@ class _ConfigReader:
 
 
 _TYPE_NAMES = {str: "string", bool: "boolean (true or false)"}
+
+
+def public_https_problem(url: str) -> str | None:
+    """What keeps `url` from being an absolute https URL on a public host, or None.
+
+    Public: a name with a dot that is not "localhost" (or under it), or an IP address
+    that is globally routable (not loopback, private, link-local, reserved, ...).
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018  (a malformed port raises here)
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme != "https":
+        return "is not an https URL"
+    if not host:
+        return "names no host"
+    if parts.username is not None or parts.query or parts.fragment:
+        return "must not carry a user name, query or fragment"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None:
+        return None if address.is_global else "is not on a public host (a loopback or private address)"
+    if host == "localhost" or host.endswith(".localhost") or "." not in host.strip("."):
+        return "is not on a public host (use its public domain name, with a dot)"
+    return None
 
 
 def sqlite_url_relative_to(url: str, root: Path) -> str:

@@ -1,10 +1,14 @@
 """The double opt-in confirmation mail, and the link it carries.
 
-The link is `{base_url}/confirm/{signed}.{membership_token}`: `signed` is an HMAC token
-(tokens.CONFIRM) naming subscriber and list, so a tampered link is refused before the
-store is asked and the page can say what it confirms; `membership_token` is the random
-token the store keeps on the membership and clears on unsubscribe, so an old link cannot
-undo a later unsubscribe.
+The link is `{base_url}/confirm/{token}`: an HMAC token (tokens.CONFIRM) over the
+subscriber, the list and the random token the store keeps on the membership (and clears
+on unsubscribe, so an old link cannot undo a later unsubscribe). A tampered link is
+refused before the store is asked, the page can say what it confirms, and a link cannot
+carry one member's store token under another member's signature.
+
+Links mailed before the store token was signed (`{signed}.{membership_token}`, the token
+outside the MAC) are refused with a page that says to sign up again, which mails the
+same membership a link of today's form.
 
 One mail per sign-up, rendered from templates/confirm.mjml.j2 and confirm.txt.j2 (a
 config's templates folder may override them) and sent through the configured transport.
@@ -37,18 +41,20 @@ def confirm_url(config: Config, result: AddResult) -> str:
     """The link that confirms this membership; ValueError if it has nothing to confirm."""
     if result.confirm_token is None:
         raise ValueError(f"{result.email} has nothing to confirm (status {result.status})")
-    signed = tokens.make_token(
-        config.token_secret, tokens.CONFIRM, result.subscriber_id, result.list_id
+    token = tokens.make_token(
+        config.token_secret, tokens.CONFIRM, result.subscriber_id, result.list_id, result.confirm_token
     )
-    return f"{config.newsletter.base_url.rstrip('/')}/confirm/{signed}.{result.confirm_token}"
+    return f"{config.newsletter.base_url.rstrip('/')}/confirm/{token}"
 
 
-def read_confirm_token(secret: bytes, token: str) -> tuple[tokens.TokenClaims, str]:
-    """(the signed claims, the store's membership token) of a confirm link; BadToken if forged."""
-    signed, _, membership_token = token.rpartition(".")
-    if not signed or not membership_token:
-        raise tokens.BadToken("the link is malformed; copy the whole link from the email")
-    return tokens.read_token(secret, signed, tokens.CONFIRM), membership_token
+def read_confirm_token(secret: bytes, token: str) -> tokens.TokenClaims:
+    """The claims of a confirm link, the store's membership token among them; BadToken if
+    forged, malformed or of the unsigned old form (see module docstring)."""
+    if token.count(".") == 2:
+        raise tokens.BadToken(
+            "it comes from an older confirmation email; sign up again to get a new link"
+        )
+    return tokens.read_token(secret, token, tokens.CONFIRM)
 
 
 def send_confirmation(config: Config, store: Store, result: AddResult) -> bool:

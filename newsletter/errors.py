@@ -39,3 +39,7 @@ class SecretError(NewsletterError):
 
 class DeliveryError(NewsletterError):
     """Sending cannot go on: the server is unreachable, refuses us, or the issue is paused."""
+
+
+class UsageError(NewsletterError):
+    """A command-line option's value is malformed (a --status-map entry, a port)."""

@@ -26,20 +26,15 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from .errors import ImportFileError
-from .store.records import (
-    BLOCKED,
-    CONFIRMED,
-    UNCONFIRMED,
-    UNSUBSCRIBED,
-    ImportRow,
-    SubscriberListing,
-)
+from .addresses import check_name
+from .csvcells import restore
+from .errors import AddressError, ImportFileError, UsageError
+from .store.records import CONFIRMED, UNCONFIRMED, UNSUBSCRIBED, ImportRow
 
 DELIMITERS = (",", ";", "\t", "|")
 _SAMPLE_CHARS = 64 * 1024
@@ -62,9 +57,6 @@ LAST_NAME_COLUMNS = ("last_name", "lastname", "lname", "surname", "family_name",
 STATUS_COLUMNS = ("status", "state", "subscriber_type", "type", "subscription_status")
 LIST_COLUMN = "list"
 ATTRIBUTES_COLUMN = "attributes"  # a JSON object (listmonk, our own export)
-
-# Our own export (see write_export): what import reads back to the same state.
-EXPORT_COLUMNS = ("email", "name", "status", "list", "blocked", "attributes")
 
 # A non-empty value in one of these columns means the row left or bounced.
 UNSUBSCRIBED_WHEN_SET = ("unsub_time", "unsubscribed_at", "unsubscribe_date", "unsubscribed_date")
@@ -134,18 +126,22 @@ class ImportFile:
     format: str
     columns: Columns = field(repr=False)
 
-    def rows(self) -> Iterator[ImportRow]:
-        """Rows in file order, streamed; a decoding error is an ImportFileError."""
+    def rows(self, status_map: Mapping[str, str] | None = None) -> Iterator[ImportRow]:
+        """Rows in file order, streamed, with status words translated by `status_map` (see
+        `parse_status_map`) first. ImportFileError for a decoding error, and for a quote
+        that opens and never closes (it would swallow the rest of the file as one value)."""
+        statuses = status_map or {}
+        line = 1  # where the record being read starts
         try:
             with self.path.open(encoding=self.encoding, newline="") as handle:
-                reader = csv.reader(handle, delimiter=self.delimiter, strict=False)
-                line = 1
-                if self.has_header:
-                    next(reader, None)
-                    line = reader.line_num + 1
-                for record in reader:
-                    if any(cell.strip() for cell in record):
-                        yield _row(line, record, self.columns)
+                reader = csv.reader(_then_end(handle), delimiter=self.delimiter, strict=False)
+                for index, record in enumerate(reader):
+                    if record == [_END]:
+                        return
+                    if record and record[-1].endswith(_END_LINE):
+                        raise self.unclosed_quote(line + sum(c.count("\n") for c in record[:-1]))
+                    if (index or not self.has_header) and any(cell.strip() for cell in record):
+                        yield _row(line, _restored(record), self.columns, statuses)
                     line = reader.line_num + 1
         except UnicodeDecodeError as exc:
             raise ImportFileError(
@@ -153,7 +149,28 @@ class ImportFile:
                 "save it as UTF-8 CSV"
             ) from None
         except csv.Error as exc:
-            raise ImportFileError(f"{self.path}: malformed CSV: {exc}") from None
+            if "field larger than field limit" in str(exc):
+                raise self.unclosed_quote(line) from None
+            raise ImportFileError(f"{self.path}: malformed CSV at line {line}: {exc}") from None
+
+    def unclosed_quote(self, line: int) -> ImportFileError:
+        return ImportFileError(
+            f"{self.path}: line {line}: a quote (\") opens a value there that never closes, "
+            "so the rest of the file would be read as that one value; nothing was imported: "
+            "close or remove that quote and import again"
+        )
+
+
+# A line no text file holds (U+FFFF is a noncharacter), read after the last one: the csv
+# reader returns it as a record of its own, unless a quote left open takes it into the
+# value it is reading; that is how `rows` tells an unclosed quote from a closed one.
+_END = "\uffff"
+_END_LINE = _END + "\n"
+
+
+def _then_end(lines: Iterator[str]) -> Iterator[str]:
+    yield from lines
+    yield _END_LINE
 
 
 def read(path: str | Path) -> ImportFile:
@@ -254,9 +271,11 @@ def detect_format(header: list[str]) -> str:
     return "plain"
 
 
-def parse_status(value: str) -> tuple[str, bool] | None:
-    """(membership status, suppress) for a status word, None when it is unknown."""
+def parse_status(value: str, status_map: Mapping[str, str] | None = None) -> tuple[str, bool] | None:
+    """(membership status, suppress) for a status word, None when it is unknown. A value
+    `status_map` names (lower-cased) stands for the status word it maps to."""
     word = value.strip().lower()
+    word = status_map.get(word, word) if status_map else word
     if not word or word in ACTIVE_STATUSES:
         return CONFIRMED, False
     if word in UNCONFIRMED_STATUSES:
@@ -268,34 +287,54 @@ def parse_status(value: str) -> tuple[str, bool] | None:
     return None
 
 
-def write_export(
-    handle: TextIO, listings: Iterable[SubscriberListing], list_slug: str | None
-) -> int:
-    """Write subscribers as CSV in EXPORT_COLUMNS, one row per membership (of `list_slug`
-    only, when given); the number of rows written. `import` reads it back to the same
-    memberships, names, attributes and blocks (a domain block comes back as address
-    blocks); subscribers on no list are not written."""
-    writer = csv.writer(handle, lineterminator="\n")
-    writer.writerow(EXPORT_COLUMNS)
-    count = 0
-    for item in listings:
-        blocked = "yes" if item.status == BLOCKED else ""
-        attributes = json.dumps(item.attributes, ensure_ascii=False) if item.attributes else ""
-        for slug in [list_slug] if list_slug is not None else item.memberships:
-            writer.writerow([item.email, item.name, item.memberships[slug], slug, blocked, attributes])
-            count += 1
-    return count
+STATUS_MAP_OPTION = "--status-map"
+_STATUS_EXAMPLE = "1=active,0=unsubscribed"
+_KNOWN_TARGETS = (
+    "STATUS: active, unconfirmed, unsubscribed or bounced, or another status word of the "
+    "exports we read"
+)
+
+
+def parse_status_map(text: str) -> dict[str, str]:
+    """`1=active,0=unsubscribed` as {"1": "active", "0": "unsubscribed"}: the values of
+    an export's status column, each with the status word the importer reads it as.
+    UsageError naming the entry that is malformed or maps to a word we do not know."""
+    mapping: dict[str, str] = {}
+    for entry in text.split(","):
+        value, equals, word = (part.strip().lower() for part in entry.partition("="))
+        if not equals or not value:
+            raise UsageError(
+                f"{STATUS_MAP_OPTION} {text!r}: {entry.strip()!r} is not VALUE=STATUS; "
+                f"write it as {_STATUS_EXAMPLE}"
+            )
+        if not word or parse_status(word) is None:
+            raise UsageError(
+                f"{STATUS_MAP_OPTION} {text!r}: {word!r} is not a status the importer knows "
+                f"({_KNOWN_TARGETS})"
+            )
+        if mapping.setdefault(value, word) != word:
+            raise UsageError(f"{STATUS_MAP_OPTION} {text!r}: {value!r} is mapped twice")
+    return mapping
+
+
+def _unknown_status(value: str) -> str:
+    return (
+        f"unknown status {value!r}; say what it means with {STATUS_MAP_OPTION} "
+        f"'{value}=STATUS' ({_KNOWN_TARGETS})"
+    )
 
 
 # -- reading a row -------------------------------------------------------------------------
 
 
-def _row(line: int, record: list[str], columns: Columns) -> ImportRow:
+def _row(
+    line: int, record: list[str], columns: Columns, status_map: Mapping[str, str]
+) -> ImportRow:
     status, suppress, problem = CONFIRMED, False, None
     if columns.status is not None:
-        parsed = parse_status(_cell(record, columns.status))
+        parsed = parse_status(_cell(record, columns.status), status_map)
         if parsed is None:
-            problem = f"unknown status {_cell(record, columns.status)!r}"
+            problem = _unknown_status(_cell(record, columns.status))
         else:
             status, suppress = parsed
     for index in columns.unsubscribed_when_set:
@@ -321,6 +360,10 @@ def _row(line: int, record: list[str], columns: Columns) -> ImportRow:
             for part in (_cell(record, columns.first_name), _cell(record, columns.last_name))
             if part
         )
+    try:
+        check_name(name)
+    except AddressError as exc:
+        problem = problem or str(exc)
     return ImportRow(
         line,
         record[columns.email] if columns.email < width else "",
@@ -331,6 +374,12 @@ def _row(line: int, record: list[str], columns: Columns) -> ImportRow:
         attributes,
         problem,
     )
+
+
+def _restored(record: list[str]) -> list[str]:
+    """The cells with the export's formula guard taken off (csvcells.restore); only a cell
+    starting with a quote can carry one, and few do."""
+    return [restore(cell) if cell[:1] == "'" else cell for cell in record]
 
 
 def _cell(record: list[str], index: int | None) -> str:

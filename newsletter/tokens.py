@@ -2,8 +2,10 @@
 
 A token names its purpose, the subscriber and the list, so a token for one list or one
 action cannot be replayed against another. Format: base64url(payload) "." base64url(mac),
-payload = "purpose:subscriber_id:list_id". No expiry: an unsubscribe link must keep
-working in an old email.
+payload = "purpose:subscriber_id:list_id", and for a confirm link also ":membership_token"
+(the store's random token for that membership): every field a token carries is under its
+MAC, so no part of a link can be swapped for a part of another. No expiry: an unsubscribe
+link must keep working in an old email.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from .errors import NewsletterError
 UNSUBSCRIBE = "unsubscribe"
 CONFIRM = "confirm"
 _MAC_BYTES = 16
+# How many fields each purpose's payload has: an unsubscribe link names the membership by
+# its ids only; a confirm link also carries the membership's token.
+_FIELD_COUNTS = {UNSUBSCRIBE: 3, CONFIRM: 4}
 
 
 class BadToken(NewsletterError):
@@ -30,10 +35,18 @@ class TokenClaims:
     purpose: str
     subscriber_id: int
     list_id: int
+    membership_token: str = ""  # confirm links only
 
 
-def make_token(secret: bytes, purpose: str, subscriber_id: int, list_id: int) -> str:
-    payload = f"{purpose}:{subscriber_id}:{list_id}".encode()
+def make_token(
+    secret: bytes, purpose: str, subscriber_id: int, list_id: int, membership_token: str = ""
+) -> str:
+    fields = [purpose, str(subscriber_id), str(list_id)]
+    if membership_token:
+        fields.append(membership_token)
+    if len(fields) != _FIELD_COUNTS[purpose] or ":" in membership_token:
+        raise ValueError(f"a {purpose} token carries {_FIELD_COUNTS[purpose]} colon-free fields")
+    payload = ":".join(fields).encode()
     return f"{_b64(payload)}.{_b64(_mac(secret, payload))}"
 
 
@@ -47,14 +60,15 @@ def read_token(secret: bytes, token: str, purpose: str) -> TokenClaims:
         raise BadToken("the link is malformed; copy the whole link from the email") from None
     if not hmac.compare_digest(mac, _mac(secret, payload)):
         raise BadToken("the link's signature does not match; copy the whole link from the email")
+    fields = payload.decode(errors="replace").split(":")
+    if fields[0] != purpose:
+        raise BadToken(f"this link is for {fields[0]}, not {purpose}")
     try:
-        token_purpose, subscriber_id, list_id = payload.decode().split(":")
-        claims = TokenClaims(token_purpose, int(subscriber_id), int(list_id))
+        if len(fields) != _FIELD_COUNTS[purpose]:
+            raise ValueError("wrong number of fields")
+        return TokenClaims(purpose, int(fields[1]), int(fields[2]), *fields[3:])
     except ValueError:
         raise BadToken("the link is malformed; copy the whole link from the email") from None
-    if claims.purpose != purpose:
-        raise BadToken(f"this link is for {claims.purpose}, not {purpose}")
-    return claims
 
 
 def keyed_hash(secret: bytes, value: str) -> str:

@@ -12,59 +12,44 @@ Store and mail work runs in a worker thread, off the event loop.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import http.client
 import logging
-import time
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit
 
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData, MutableHeaders
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import addresses, tokens
 from .confirmation import read_confirm_token, send_confirmation
 from .config import Config
 from .errors import AddressError, NewsletterError, NotFound, StoreError
+from .proxies import TrustedProxies
 from .render import NEUTRAL_VALUES, PersonalTemplate
 from .store import Store
 from .store.records import UNSUBSCRIBED, ListRecord, MembershipInfo
+from .webguards import FormGuard, RateLimiter, SecurityHeaders, form_field
 
 log = logging.getLogger("newsletter.web")
 
 HONEYPOT_FIELD = "website"  # hidden from people; a bot that fills it is thanked and ignored
-FORM_TOKEN_FIELD = "form_token"
-FORM_MAX_AGE = 24 * 3600
 MAX_BODY_BYTES = 64 * 1024
 RATE_WINDOW_SECONDS = 3600.0
 FEED_ENTRIES = 20
 SUMMARY_CHARS = 400
 NAME_MAX_CHARS = 200
-
-SECURITY_HEADERS = {
-    # Issue pages carry the email's own inline styles and remote images, never scripts.
-    "Content-Security-Policy": (
-        "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; "
-        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    # Token URLs must not leak to other sites; same-origin still sends Origin on our forms.
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
+MAX_ISSUE_NUMBER = 2**31 - 1  # the largest INTEGER on PostgreSQL (SQLite's is larger)
+# How uvicorn runs the app (`newsletter serve`, and the tests): its own X-Forwarded-For
+# handling, which trusts loopback by default, is off; client_ip decides from the config.
+SERVER_OPTIONS: dict[str, Any] = {"proxy_headers": False}
 
 
 def create_app(config: Config, store: Store) -> Starlette:
@@ -123,6 +108,7 @@ class Site:
         self.base_url = config.newsletter.base_url.rstrip("/")
         self.templates = web_templates(config)
         self.guard = FormGuard(secret, self.base_url)
+        self.proxies = config.web.proxies
         self.subscribe_limit = RateLimiter(config.web.subscribe_rate_limit, RATE_WINDOW_SECONDS)
 
     # -- unsubscribe (the link in every email) ---------------------------------------------
@@ -141,13 +127,13 @@ class Site:
         form = await request.form()
         one_click = form.get("List-Unsubscribe") == "One-Click"
         if not one_click:
-            self.guard.check(request, form)
+            self.check_form(request, form)
         await run_in_threadpool(
             self.store.memberships.unsubscribe_member,
             claims.subscriber_id,
             claims.list_id,
             source="web:one-click" if one_click else "web",
-            ip=client_ip(request),
+            ip=client_ip(request, self.proxies),
         )
         if one_click:  # RFC 8058: done at once, answered 200, no redirect
             return PlainTextResponse("You are unsubscribed.\n")
@@ -164,14 +150,14 @@ class Site:
 
     async def resubscribe(self, request: Request) -> Response:
         claims = self.claims(request, tokens.UNSUBSCRIBE)
-        self.guard.check(request, await request.form())
+        self.check_form(request, await request.form())
         try:
             member = await run_in_threadpool(
                 self.store.memberships.resubscribe,
                 claims.subscriber_id,
                 claims.list_id,
                 source="web",
-                ip=client_ip(request),
+                ip=client_ip(request, self.proxies),
             )
         except StoreError as exc:  # NotFound (the subscription is gone) or blocked
             raise HTTPException(400, str(exc)) from None
@@ -180,7 +166,7 @@ class Site:
     # -- confirmation (double opt-in) -----------------------------------------------------
 
     async def confirm_page(self, request: Request) -> Response:
-        claims, _ = self.confirm_claims(request)
+        claims = self.confirm_claims(request)
         member = await self.member(claims)
         if member.status == UNSUBSCRIBED:
             raise HTTPException(400, "this confirmation link is no longer valid: you unsubscribed since")
@@ -189,17 +175,19 @@ class Site:
         )
 
     async def confirm(self, request: Request) -> Response:
-        _, membership_token = self.confirm_claims(request)
-        self.guard.check(request, await request.form())
+        claims = self.confirm_claims(request)
+        self.check_form(request, await request.form())
         try:
             member = await run_in_threadpool(
-                self.store.memberships.confirm_by_token, membership_token, ip=client_ip(request)
+                self.store.memberships.confirm_by_token,
+                claims.membership_token,
+                ip=client_ip(request, self.proxies),
             )
         except NotFound as exc:
             raise HTTPException(400, str(exc)) from None
         return self.page("confirmed.html.j2", member=member)
 
-    def confirm_claims(self, request: Request) -> tuple[tokens.TokenClaims, str]:
+    def confirm_claims(self, request: Request) -> tokens.TokenClaims:
         try:
             return read_confirm_token(self.secret, request.path_params["token"])
         except tokens.BadToken as exc:
@@ -234,23 +222,25 @@ class Site:
         )
 
     async def subscribe(self, request: Request) -> Response:
-        ip = client_ip(request)
+        ip = client_ip(request, self.proxies)
         if not self.subscribe_limit.allow(ip or "unknown"):
             raise HTTPException(429, "too many sign-ups from your address; try again in an hour")
         form = await request.form()
-        self.guard.check(request, form)
+        self.check_form(request, form)
         list_record = await self.list_named(request.path_params["slug"])
-        email = field(form, "email")
-        name = " ".join(field(form, "name").split())[:NAME_MAX_CHARS]  # one line, bounded
-        if field(form, HONEYPOT_FIELD):
+        email = form_field(form, "email")
+        name = form_field(form, "name")
+        if form_field(form, HONEYPOT_FIELD):
             log.info("subscribe form for %s: honeypot filled from %s; ignored", list_record.slug, ip)
             return self.page("subscribed.html.j2", list=list_record)
         try:
             addresses.parse(email)
+            addresses.check_name(name)
         except AddressError as exc:
             return self.subscribe_form(
                 request, list_record, error=str(exc), email=email, name=name, status=400
             )
+        name = " ".join(name.split())[:NAME_MAX_CHARS]  # one line, bounded
         await run_in_threadpool(self.sign_up, list_record, email, name, ip)
         return self.page("subscribed.html.j2", list=list_record)
 
@@ -302,11 +292,13 @@ class Site:
 
     async def archive_issue(self, request: Request) -> Response:
         digest = self.digest_named(request)
-        issue = await run_in_threadpool(
-            self.store.issues.get_sent, digest, request.path_params["number"]
-        )
+        number = request.path_params["number"]
+        # The route takes any digits; a number past the store's integer is no issue either.
+        issue = None
+        if number <= MAX_ISSUE_NUMBER:
+            issue = await run_in_threadpool(self.store.issues.get_sent, digest, number)
         if issue is None:
-            raise HTTPException(404, f"there is no issue {request.path_params['number']} of {digest}")
+            raise HTTPException(404, f"there is no issue {number} of {digest}")
         return HTMLResponse(neutral(issue.html, escape_html=True), headers=ARCHIVE_CACHE)
 
     async def archive_feed(self, request: Request) -> Response:
@@ -346,6 +338,10 @@ class Site:
             return tokens.read_token(self.secret, request.path_params["token"], purpose)
         except tokens.BadToken as exc:
             raise HTTPException(400, f"this link is not valid: {exc}") from None
+
+    def check_form(self, request: Request, form: FormData) -> None:
+        scheme = request_scheme(request, self.proxies)
+        self.guard.check(request, form, scheme)
 
     async def member(self, claims: tokens.TokenClaims) -> MembershipInfo:
         member = await run_in_threadpool(
@@ -403,94 +399,15 @@ def neutral(rendered: str, *, escape_html: bool) -> str:
     return PersonalTemplate(rendered, escape_html=escape_html).fill(NEUTRAL_VALUES)
 
 
-def field(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
+def client_ip(request: Request, proxies: TrustedProxies) -> str | None:
+    """The client's IP address, as the rate limit and the consent log know it: the one place
+    it is decided. The peer's own address, unless the peer is a trusted proxy, then the
+    client it names in X-Forwarded-For (see proxies.py; uvicorn's own handling is off)."""
+    peer = request.client.host if request.client else None
+    return proxies.client_ip(peer, request.headers.getlist("x-forwarded-for"))
 
 
-def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
-class FormGuard:
-    """Refuses cross-site posts of our human forms.
-
-    Two checks: the browser's Origin (or Referer) must be our own site, and the form must
-    carry a token we signed for that form's URL within the last day (a page must have
-    been fetched from us first).
-    """
-
-    def __init__(self, secret: bytes, base_url: str) -> None:
-        self.secret = secret
-        self.base_origin = origin_of(base_url)
-
-    def token(self, action: str, now: float | None = None) -> str:
-        issued = int(time.time() if now is None else now)
-        return f"{issued}.{self._mac(action, issued)}"
-
-    def check(self, request: Request, form: FormData) -> None:
-        sender = request.headers.get("origin") or request.headers.get("referer")
-        own = {self.base_origin, f"{request.url.scheme}://{request.headers.get('host', '')}"}
-        if sender is not None and origin_of(sender) not in own:
-            raise HTTPException(403, "this form was sent from another site; use the form on our page")
-        issued_text, _, mac = field(form, FORM_TOKEN_FIELD).partition(".")
-        valid = (
-            issued_text.isdigit()
-            and hmac.compare_digest(mac, self._mac(request.url.path, int(issued_text)))
-            and time.time() - int(issued_text) <= FORM_MAX_AGE
-        )
-        if not valid:
-            raise HTTPException(403, "this form has expired or was not sent from our page; reload the page and try again")
-
-    def _mac(self, action: str, issued: int) -> str:
-        return hmac.new(self.secret, f"form|{action}|{issued}".encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-class RateLimiter:
-    """At most `limit` hits per key within a sliding window (in memory: one server process)."""
-
-    SWEEP_AT = 10_000  # keys kept before the idle ones are dropped
-
-    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit = limit
-        self.window = window
-        self.clock = clock
-        self.hits: dict[str, deque[float]] = {}
-
-    def allow(self, key: str) -> bool:
-        now = self.clock()
-        if len(self.hits) >= self.SWEEP_AT:
-            self.hits = {k: v for k, v in self.hits.items() if v and v[-1] > now - self.window}
-        recent = self.hits.setdefault(key, deque())
-        while recent and recent[0] <= now - self.window:
-            recent.popleft()
-        if len(recent) >= self.limit:
-            return False
-        recent.append(now)
-        return True
-
-
-class SecurityHeaders:
-    """Adds SECURITY_HEADERS to every response that does not set them itself."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def request_scheme(request: Request, proxies: TrustedProxies) -> str:
+    """http or https as the client used it: X-Forwarded-Proto counts from a trusted proxy."""
+    peer = request.client.host if request.client else None
+    return proxies.scheme(peer, request.headers.get("x-forwarded-proto"), request.url.scheme)

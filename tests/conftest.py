@@ -23,17 +23,20 @@ REPO = Path(__file__).parent.parent
 pytest_plugins: list[str] = ["web_server", "smtp_server", "postgres_server"]
 
 
-BASE_CONFIG = """\
+# Public and https, as the SMTP transport requires; web tests point it at their server.
+BASE_URL = "https://news.example.org"
+
+BASE_CONFIG = f"""\
 [newsletter]
 name = "Test Weekly"
 from = "Test Weekly <news@example.org>"
-base_url = "http://127.0.0.1:8000"
+base_url = "{BASE_URL}"
 postal_address = "1 Test Street, Testville"
 timezone = "UTC"
 templates = "templates"
 
 [database]
-url = "{database_url}"
+url = "{{database_url}}"
 
 [delivery]
 transport = "outbox"
@@ -49,7 +52,7 @@ bio = "Dave DeCamp is the news editor of Antiwar.com."
 
 [digests.weekly]
 list = "weekly"
-subject = "{{ newsletter.name }} #{{ number }}"
+subject = "{{{{ newsletter.name }}}} #{{{{ number }}}}"
 lookback_days = 7
 max_articles = 10
 """

@@ -29,8 +29,10 @@ def test_articles_json_has_the_documented_keys(project: Path) -> None:
 def test_articles_table_lists_title_and_author(project: Path) -> None:
     result = invoke(project, "articles")
     assert result.exit_code == 0
-    assert result.stdout.splitlines()[0] == "weekly: Test Weekly #1"
-    assert "Dave DeCamp" in result.stdout and "Zelensky Says NATO" in result.stdout
+    assert result.stderr == "weekly: Test Weekly #1\n"  # not a terminal: the title apart
+    header, row = result.stdout.splitlines()
+    assert header == "Published\tTitle\tAuthors\tSource"
+    assert row.split("\t")[1:] == ["Zelensky Says NATO Should Shoot Down Russian Missiles Over Ukraine", "Dave DeCamp", "desk"]
 
 
 def test_articles_says_so_when_nothing_is_new(project: Path) -> None:
@@ -91,3 +93,32 @@ def test_unknown_digest_is_one_line(project: Path) -> None:
         f"Error: no digest named 'daily' in {project / 'config.toml'} (configured: weekly); "
         "add a [digests.daily] table or pick one of those\n"
     )
+
+
+def test_preview_text_with_output_writes_the_text_part_there(project: Path) -> None:
+    target = project / "preview.txt"
+
+    result = invoke(project, "preview", "weekly", "--text", "-o", str(target))
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"Wrote the text part to {target} (1 article, subject: Test Weekly #1)\n"
+    text = target.read_text(encoding="utf-8")
+    assert text.startswith("Test Weekly\n") and "-- Dave DeCamp" in text and "%%NL_" not in text
+    assert not (project / "preview.html").exists()
+
+
+def test_preview_into_a_missing_folder_is_one_error_line(project: Path) -> None:
+    for extra in ([], ["--text"]):
+        target = project / "missing" / "dir" / "x.html"
+        result = invoke(project, "preview", "weekly", *extra, "-o", str(target))
+
+        assert (result.exit_code, result.stdout) == (1, ""), result.output
+        assert result.stderr == f"Error: cannot write {target}: No such file or directory\n"
+
+
+def test_serve_on_a_port_out_of_range_is_one_error_line(project: Path) -> None:
+    for port in ("99999", "0", "-1"):
+        result = invoke(project, "serve", "--port", port)
+
+        assert (result.exit_code, result.stdout) == (1, ""), result.output
+        assert result.stderr == f"Error: --port {port}: use a port from 1 to 65535\n"

@@ -14,7 +14,7 @@ from newsletter.store import Store
 from smtp_server import SmtpTestServer, configure
 
 runner = CliRunner()
-CONFIRM_LINK = re.compile(r"http://127\.0\.0\.1:8000/confirm/[A-Za-z0-9_.=-]+")
+CONFIRM_LINK = re.compile(r"https://news\.example\.org/confirm/[A-Za-z0-9_.=-]+")
 
 
 @pytest.fixture

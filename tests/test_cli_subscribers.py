@@ -54,13 +54,10 @@ def test_lists_add_ls_and_rm(project: Path) -> None:
     )
     ok(project, "subscribers", "add", "a@example.org", "--list", "weekly")
     ok(project, "subscribers", "add", "b@example.org", "--list", "doi")
-    assert ok(project, "lists", "ls") == (
-        "┏━━━━━━━━┳━━━━━━━━┳━━━━━━━━┳━━━━━━━━━━━┳━━━━━━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━━━━━━┓\n"
-        "┃ List   ┃ Name   ┃ Opt-in ┃ Confirmed ┃ Unconfirmed ┃ Unsubscribed ┃ Created    ┃\n"
-        "┡━━━━━━━━╇━━━━━━━━╇━━━━━━━━╇━━━━━━━━━━━╇━━━━━━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━━━━━━┩\n"
-        f"│ doi    │ doi    │ double │ 0         │ 1           │ 0            │ {TODAY} │\n"
-        f"│ weekly │ Weekly │ single │ 1         │ 0           │ 0            │ {TODAY} │\n"
-        "└────────┴────────┴────────┴───────────┴─────────────┴──────────────┴────────────┘\n"
+    assert ok(project, "lists", "ls") == (  # not a terminal: tab-separated
+        "List\tName\tOpt-in\tConfirmed\tUnconfirmed\tUnsubscribed\tCreated\n"
+        f"doi\tdoi\tdouble\t0\t1\t0\t{TODAY}\n"
+        f"weekly\tWeekly\tsingle\t1\t0\t0\t{TODAY}\n"
     )
     listed = json.loads(ok(project, "lists", "ls", "--json"))
     assert [{k: v for k, v in entry.items() if k != "created"} for entry in listed] == [
@@ -159,13 +156,10 @@ def test_subscribers_ls_table_json_and_filters(project: Path) -> None:
         "Blocked cy@example.org: it will not be mailed again.\n"
     )
     assert ok(project, "subscribers", "ls") == (
-        "┏━━━━━━━━━━━━━━━━━┳━━━━━━┳━━━━━━━━━━━━━┳━━━━━━━━┳━━━━━━━━━━━━┓\n"
-        "┃ Email           ┃ Name ┃ Status      ┃ Lists  ┃ Created    ┃\n"
-        "┡━━━━━━━━━━━━━━━━━╇━━━━━━╇━━━━━━━━━━━━━╇━━━━━━━━╇━━━━━━━━━━━━┩\n"
-        f"│ ann@example.org │ Ann  │ confirmed   │ weekly │ {TODAY} │\n"
-        f"│ ben@example.org │      │ unconfirmed │ doi    │ {TODAY} │\n"
-        f"│ cy@example.org  │      │ blocked     │ weekly │ {TODAY} │\n"
-        "└─────────────────┴──────┴─────────────┴────────┴────────────┘\n"
+        "Email\tName\tStatus\tLists\tCreated\n"
+        f"ann@example.org\tAnn\tconfirmed\tweekly\t{TODAY}\n"
+        f"ben@example.org\t\tunconfirmed\tdoi\t{TODAY}\n"
+        f"cy@example.org\t\tblocked\tweekly\t{TODAY}\n"
     )
     listed = json.loads(ok(project, "subscribers", "ls", "--list", "weekly", "--json"))
     assert [{k: v for k, v in item.items() if k != "created"} for item in listed] == [
@@ -290,3 +284,79 @@ def test_the_readme_sample_list_imports_cleanly(project: Path) -> None:
     assert ok(project, "subscribers", "import", str(sample), "--list", "weekly") == (
         f"{sample} (plain, utf-8, comma-separated) into weekly: 8 added, 0 updated, 0 unchanged, 0 skipped.\n"
     )
+
+
+# -- hostile input ---------------------------------------------------------------------------
+
+
+def test_a_name_with_a_control_character_is_refused_at_add(project: Path) -> None:
+    ok(project, "lists", "add", "weekly")
+
+    assert fails(project, "subscribers", "add", "a@example.org", "--list", "weekly", "--name", "Ann\x00Lee") == (
+        "Error: invalid name 'Ann\\x00Lee': it contains the control character U+0000 at position 4; remove it\n"
+    )
+    assert fails(project, "subscribers", "add", "a@example.org", "--list", "weekly", "--name", "Ann\x1b[2J") == (
+        "Error: invalid name 'Ann\\x1b[2J': it contains the control character U+001B at position 4; remove it\n"
+    )
+    assert ok(project, "subscribers", "ls", "--json") == "[]\n"
+    assert ok(project, "subscribers", "add", "a@example.org", "--list", "weekly", "--name", "Ann  Lee") == (
+        "Added a@example.org to weekly (confirmed).\n"
+    )
+
+
+def test_a_stray_quote_refuses_the_whole_file_and_writes_nothing(project: Path, tmp_path: Path) -> None:
+    ok(project, "lists", "add", "weekly")
+    rows = ["email,name", *(f"reader{n}@example.org,Reader {n}" for n in range(1, 1001))]
+    rows[11] = 'reader11@example.org,"Reader 11'
+    path = tmp_path / "readers.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+    assert fails(project, "subscribers", "import", str(path), "--list", "weekly") == (
+        f"Error: {path}: line 12: a quote (\") opens a value there that never closes, so the rest "
+        "of the file would be read as that one value; nothing was imported: close or remove that "
+        "quote and import again\n"
+    )
+    assert ok(project, "subscribers", "ls", "--json") == "[]\n"
+
+
+def test_import_status_map_and_its_errors(project: Path, tmp_path: Path) -> None:
+    ok(project, "lists", "add", "weekly")
+    path = tmp_path / "tiny-news.csv"
+    path.write_text("Email,First Name,Status\na@example.org,Ann,1\nb@example.org,Bo,0\nc@example.org,Cy,4\n", encoding="utf-8")
+
+    assert fails(project, "subscribers", "import", str(path), "--list", "weekly", "--status-map", "1=yes") == (
+        "Error: --status-map '1=yes': 'yes' is not a status the importer knows (STATUS: active, "
+        "unconfirmed, unsubscribed or bounced, or another status word of the exports we read)\n"
+    )
+    assert ok(project, "subscribers", "import", str(path), "--list", "weekly", "--status-map", "1=active,0=unsubscribed") == (
+        f"{path} (plain, utf-8, comma-separated) into weekly: 2 added, 0 updated, 0 unchanged, 1 skipped.\n"
+        "  line 4: c@example.org: unknown status '4'; say what it means with --status-map '4=STATUS' "
+        "(STATUS: active, unconfirmed, unsubscribed or bounced, or another status word of the exports we read)\n"
+    )
+    listed = {i["email"]: i["memberships"] for i in json.loads(ok(project, "subscribers", "ls", "--json"))}
+    assert listed == {"a@example.org": {"weekly": "confirmed"}, "b@example.org": {"weekly": "unsubscribed"}}
+
+
+def test_export_to_a_file_replaces_it_only_on_success(project: Path, tmp_path: Path) -> None:
+    ok(project, "lists", "add", "weekly")
+    ok(project, "subscribers", "add", "a@example.org", "--list", "weekly", "--name", "=HYPERLINK(\"x\")")
+    (tmp_path / "backups").mkdir()
+    backup = tmp_path / "backups" / "backup.csv"
+    backup.write_text("the old backup\n", encoding="utf-8")
+
+    assert fails(project, "subscribers", "export", "--list", "typo", "-o", str(backup)) == (
+        "Error: no list 'typo'; create it with `newsletter lists add typo`\n"
+    )
+    assert fails(project, "subscribers", "export", "--list", "typo") == (
+        "Error: no list 'typo'; create it with `newsletter lists add typo`\n"
+    )
+    assert backup.read_text(encoding="utf-8") == "the old backup\n"
+    assert fails(project, "subscribers", "export", "-o", str(tmp_path / "missing" / "x.csv")) == (
+        f"Error: cannot write {tmp_path / 'missing' / 'x.csv'}: No such file or directory\n"
+    )
+
+    assert ok(project, "subscribers", "export", "--list", "weekly", "-o", str(backup)) == f"Wrote 1 row(s) to {backup}.\n"
+    assert backup.read_text(encoding="utf-8") == (
+        'email,name,status,list,blocked,attributes\na@example.org,"\'=HYPERLINK(""x"")",confirmed,weekly,,\n'
+    )
+    assert [p.name for p in backup.parent.iterdir()] == ["backup.csv"]

@@ -17,6 +17,7 @@ from newsletter.cli import app
 from newsletter.scheduler import Daemon, crontab_triggers, job_store_session, sync_cron_jobs
 from newsletter.store import Store
 from newsletter.web import create_app
+from conftest import BASE_URL
 from smtp_server import SmtpTestServer, configure
 from web_server import WebServer
 
@@ -29,8 +30,7 @@ def test_scheduled_send_then_one_click_unsubscribe_then_the_next_send_skips_that
 ) -> None:
     monkeypatch.setenv("NEWSLETTER_SECRET", "end-to-end-secret")
     path = project / "config.toml"
-    text = path.read_text().replace('base_url = "http://127.0.0.1:8000"', f'base_url = "{web_server.url}"')
-    path.write_text(text.replace("max_articles = 10\n", 'max_articles = 10\nschedule = "0 8 * * *"\n'))
+    path.write_text(path.read_text().replace("max_articles = 10\n", 'max_articles = 10\nschedule = "0 8 * * *"\n'))
     config = configure(project, smtp_server.config_toml())
     store = Store(config.database.url)
     store.lists.create("weekly", "Test Weekly")
@@ -54,9 +54,11 @@ def test_scheduled_send_then_one_click_unsubscribe_then_the_next_send_skips_that
     [to_alice] = [m.message for m in smtp_server.messages if m.rcpt_tos == ("alice@example.org",)]
     assert to_alice["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     url = re.search(r"<(https?://[^>]+)>", str(to_alice["List-Unsubscribe"]))
-    assert url and url.group(1).startswith(f"{web_server.url}/u/")
-    # What a mail provider does with RFC 8058: POST the body, no page, no cookies.
-    response = httpx.post(url.group(1), data={"List-Unsubscribe": "One-Click"}, follow_redirects=False)
+    assert url and url.group(1).startswith(f"{BASE_URL}/u/")
+    # What a mail provider does with RFC 8058: POST the body, no page, no cookies; the
+    # HTTPS proxy at base_url hands it to `newsletter serve` (here: the test server).
+    local_url = web_server.url + url.group(1).removeprefix(BASE_URL)
+    response = httpx.post(local_url, data={"List-Unsubscribe": "One-Click"}, follow_redirects=False)
     assert response.status_code == 200
 
     shutil.copy(FIXTURES / "zelensky-nato-shoot-down.txt", project / "articles" / "second-article.txt")

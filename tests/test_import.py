@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from sqlalchemy import func, select
 
-from newsletter import importer
-from newsletter.errors import ImportFileError, StoreError
+from newsletter import exporter, importer
+from newsletter.errors import ImportFileError, StoreError, UsageError
 from newsletter.store import Store
 from newsletter.store.records import ImportReport
 from newsletter.store.schema import events, subscribers
@@ -293,7 +293,7 @@ def test_export_then_import_into_a_fresh_database_gives_the_same_state(
     store.subscribers.add("ann.active@example.org", "daily", confirmed=True)
     exported = tmp_path / "export.csv"
     with exported.open("w", encoding="utf-8", newline="") as handle:
-        written = importer.write_export(handle, store.subscribers.listing(), None)
+        written = exporter.write_export(handle, store.subscribers.listing(), None)
     assert written == 13
 
     if backend == "postgres":
@@ -327,7 +327,15 @@ def test_rows_naming_an_unknown_list_are_skipped(store: Store, tmp_path: Path) -
 
 def test_an_unknown_status_word_is_skipped_not_guessed(store: Store, tmp_path: Path) -> None:
     path = write(tmp_path / "s.csv", "email,status\na@example.org,active\nb@example.org,frozen\n")
-    assert run_import(store, path).skipped == [(3, "b@example.org", "unknown status 'frozen'")]
+    assert run_import(store, path).skipped == [
+        (
+            3,
+            "b@example.org",
+            "unknown status 'frozen'; say what it means with --status-map 'frozen=STATUS' "
+            "(STATUS: active, unconfirmed, unsubscribed or bounced, or another status word "
+            "of the exports we read)",
+        )
+    ]
 
 
 # -- detection, by property --------------------------------------------------------------------
@@ -419,3 +427,142 @@ def test_batches_are_seamless_for_duplicates_and_blocks(
     [vic] = store.subscribers.listing()
     assert (vic.status, vic.memberships) == ("blocked", {"daily": "unsubscribed", "weekly": "confirmed"})
     assert [(s.kind, s.value) for s in store.suppressions.all()] == [("address", "vic@example.org")]
+
+
+# -- hostile and unusual files ----------------------------------------------------------------
+
+
+def thousand_rows(tmp_path: Path, line_12: str) -> Path:
+    rows = ["email,name", *(f"reader{n}@example.org,Reader {n}" for n in range(1, 1001))]
+    rows[11] = line_12
+    return write(tmp_path / "readers.csv", "\n".join(rows) + "\n")
+
+
+@pytest.mark.parametrize("line_12", ['"reader11@example.org,Reader 11', 'reader11@example.org,"Reader 11'])
+def test_a_quote_that_never_closes_refuses_the_file_naming_its_line(
+    store: Store, tmp_path: Path, line_12: str
+) -> None:
+    path = thousand_rows(tmp_path, line_12)
+
+    with pytest.raises(ImportFileError) as refused:
+        run_import(store, path)
+
+    assert str(refused.value) == (
+        f"{path}: line 12: a quote (\") opens a value there that never closes, so the rest of "
+        "the file would be read as that one value; nothing was imported: close or remove that "
+        "quote and import again"
+    )
+    assert states(store) == {}
+
+
+def test_quotes_that_close_and_values_on_several_lines_still_import(store: Store, tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "notes.csv",
+        'email,name,note\na@example.org,"Ann ""Nan"" Lee","first line\nsecond, line"\n'
+        'b@example.org,Bo"b,plain\nc@example.org,Cy,"ends the file quoted"',
+    )
+
+    report = run_import(store, path)
+
+    assert totals(report) == (3, 0, 0, 0)
+    people = {item.email: (item.name, item.attributes) for item in store.subscribers.listing()}
+    assert people == {
+        "a@example.org": ('Ann "Nan" Lee', {"note": "first line\nsecond, line"}),
+        "b@example.org": ('Bo"b', {"note": "plain"}),
+        "c@example.org": ("Cy", {"note": "ends the file quoted"}),
+    }
+
+
+def test_a_quote_left_open_in_a_huge_file_names_its_line(store: Store, tmp_path: Path) -> None:
+    rows = ["email,name", *(f"reader{n}@example.org,Reader {n}" for n in range(1, 10_001))]
+    rows[11] = '"reader11@example.org,Reader 11'  # swallows more than csv's field size limit
+    path = write(tmp_path / "readers.csv", "\n".join(rows) + "\n")
+
+    with pytest.raises(ImportFileError, match=r": line 12: a quote \(\"\) opens a value there"):
+        run_import(store, path)
+    assert states(store) == {}
+
+
+def test_control_characters_in_a_name_skip_the_row_with_a_reason(store: Store, tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "names.csv",
+        'email,first_name,last_name\nann@example.org,Ann,Smith\nnul@example.org,Bob\x00,X\n'
+        'esc@example.org,"\x1b[31mRed",\ndel@example.org,De\x7fl,\nc1@example.org,A\x85B,Y\n',
+    )
+
+    report = run_import(store, path)
+
+    assert report.skipped == [
+        (3, "nul@example.org", "invalid name 'Bob\\x00 X': it contains the control character U+0000 at position 4; remove it"),
+        (4, "esc@example.org", "invalid name '\\x1b[31mRed': it contains the control character U+001B at position 1; remove it"),
+        (5, "del@example.org", "invalid name 'De\\x7fl': it contains the control character U+007F at position 3; remove it"),
+        (6, "c1@example.org", "invalid name 'A\\x85B Y': it contains the control character U+0085 at position 2; remove it"),
+    ]
+    assert states(store) == {"ann@example.org": "confirmed"}
+
+
+FORMULAS = ["=HYPERLINK(\"https://evil.example\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tTab", "'=quoted", "'plain"]
+
+
+def test_export_neutralises_formulas_and_import_restores_them(store: Store, tmp_path: Path) -> None:
+    for n, text in enumerate(FORMULAS):
+        store.subscribers.add(f"p{n}@example.org", "weekly", text.strip(), attributes={"note": text})
+    store.subscribers.add("-dash@example.org", "weekly", "=cmd|' /C calc'!A0")
+    exported = tmp_path / "export.csv"
+    with exported.open("w", encoding="utf-8", newline="") as handle:
+        exporter.write_export(handle, store.subscribers.listing(), None)
+
+    cells = [cell for row in csv.reader(exported.open(encoding="utf-8")) for cell in row]
+    assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert "'=cmd|' /C calc'!A0" in cells and "'-dash@example.org" in cells
+    assert "''=quoted" in cells and "'plain" in cells
+
+    fresh = Store(f"sqlite:///{tmp_path / 'fresh.db'}")
+    fresh.lists.create("weekly")
+    assert run_import(fresh, exported, list_slug=None).skipped == []
+    again = tmp_path / "again.csv"
+    with again.open("w", encoding="utf-8", newline="") as handle:
+        exporter.write_export(handle, fresh.subscribers.listing(), None)
+    assert again.read_text(encoding="utf-8") == exported.read_text(encoding="utf-8")
+    people = {item.email: (item.name, item.attributes) for item in fresh.subscribers.listing()}
+    assert people["-dash@example.org"] == ("=cmd|' /C calc'!A0", {})
+    assert people["p0@example.org"] == (FORMULAS[0], {"note": FORMULAS[0]})
+    assert people["p5@example.org"] == ("'=quoted", {"note": "'=quoted"})
+    assert people["p4@example.org"] == ("Tab", {"note": "\tTab"})
+
+
+def test_a_status_map_reads_numeric_statuses(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path / "tnc.csv", "Email,Status\na@example.org,1\nb@example.org,0\nc@example.org,4\n")
+
+    unmapped = run_import(store, path)
+    assert [reason for _, _, reason in unmapped.skipped] == [
+        f"unknown status '{value}'; say what it means with --status-map '{value}=STATUS' "
+        "(STATUS: active, unconfirmed, unsubscribed or bounced, or another status word of the "
+        "exports we read)"
+        for value in "104"
+    ]
+    opened = importer.read(path)
+    report = ImportReport(str(path), "weekly", False)
+    statuses = importer.parse_status_map("1=active, 0=Unsubscribed,4=cleaned")
+    store.subscribers.import_rows(opened.rows(statuses), report, list_slug="weekly", source="t")
+    assert report.skipped == []
+    assert states(store) == {"a@example.org": "confirmed", "b@example.org": "unsubscribed", "c@example.org": "blocked"}
+
+
+@pytest.mark.parametrize(
+    ("option", "error"),
+    [
+        ("1", "--status-map '1': '1' is not VALUE=STATUS; write it as 1=active,0=unsubscribed"),
+        ("=active", "--status-map '=active': '=active' is not VALUE=STATUS; write it as 1=active,0=unsubscribed"),
+        ("1=active,", "--status-map '1=active,': '' is not VALUE=STATUS; write it as 1=active,0=unsubscribed"),
+        ("1=yes", "--status-map '1=yes': 'yes' is not a status the importer knows (STATUS: active, "
+         "unconfirmed, unsubscribed or bounced, or another status word of the exports we read)"),
+        ("1=", "--status-map '1=': '' is not a status the importer knows (STATUS: active, "
+         "unconfirmed, unsubscribed or bounced, or another status word of the exports we read)"),
+        ("1=active,1=unsubscribed", "--status-map '1=active,1=unsubscribed': '1' is mapped twice"),
+    ],
+)
+def test_a_malformed_status_map_is_one_clear_error(option: str, error: str) -> None:
+    with pytest.raises(UsageError) as refused:
+        importer.parse_status_map(option)
+    assert str(refused.value) == error

@@ -5,6 +5,9 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import base64
+import hashlib
+import hmac
 import re
 import socket
 import subprocess
@@ -12,6 +15,7 @@ import sys
 import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +33,9 @@ from newsletter.confirmation import build_confirmation
 from newsletter.sending import send_digest
 from newsletter.signing import dns_record
 from newsletter.store import Store
-from newsletter.web import RateLimiter, create_app
+from newsletter.web import create_app
+from newsletter.webguards import RateLimiter
+from conftest import BASE_URL
 from web_server import WebServer
 
 BACKENDS = ("sqlite", "postgres")
@@ -79,10 +85,22 @@ def outbox_messages(config: Config) -> list[email.message.EmailMessage]:
 
 @pytest.fixture
 def site(project: Path, web_server: WebServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    yield from open_site(project, web_server, monkeypatch, "subscribe_rate_limit = 3\n")
+
+
+@pytest.fixture
+def proxied_site(project: Path, web_server: WebServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    """The site behind a proxy on loopback that the config trusts."""
+    yield from open_site(
+        project, web_server, monkeypatch, 'subscribe_rate_limit = 3\ntrusted_proxies = ["127.0.0.1"]\n'
+    )
+
+
+def open_site(project: Path, web_server: WebServer, monkeypatch: pytest.MonkeyPatch, web_table: str) -> Iterator[Site]:
     monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
     config_path = project / "config.toml"
-    text = config_path.read_text().replace('base_url = "http://127.0.0.1:8000"', f'base_url = "{web_server.url}"')
-    config_path.write_text(text + "\n[web]\nsubscribe_rate_limit = 3\n")
+    text = config_path.read_text().replace(f'base_url = "{BASE_URL}"', f'base_url = "{web_server.url}"')
+    config_path.write_text(text + "\n[web]\n" + web_table)
     config = load_config(config_path)
     store = Store(config.database.url)
     store.lists.create("weekly", "Test Weekly")
@@ -297,33 +315,43 @@ def test_the_confirmation_mail_is_dkim_signed_when_configured(
     store.close()
 
 
-@pytest.mark.slow
-def test_serve_answers_on_loopback_by_default(project: Path) -> None:
+@contextmanager
+def serve(config_path: Path, *args: str) -> Iterator[str]:
+    """`newsletter serve` in a subprocess on a free loopback port; yields its URL. After the
+    block the server is stopped and its log is checked for the startup line."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
         [sys.executable, "-c", "from newsletter.cli import main; main()",
-         "--config", str(project / "config.toml"), "serve", "--port", str(port)],
+         "--config", str(config_path), "serve", "--port", str(port), *args],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "NEWSLETTER_SECRET": SECRET},
     )
+    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 10
         while True:
             try:
-                response = httpx.get(f"http://127.0.0.1:{port}/archive/weekly")
+                httpx.get(f"{url}/archive/nope")
                 break
             except httpx.TransportError:
                 assert process.poll() is None and time.monotonic() < deadline
                 time.sleep(0.05)
-        assert response.status_code == 200
-        assert "No issue has been sent yet." in response.text
+        yield url
     finally:
         process.terminate()
         _, log = process.communicate(timeout=10)
-    assert f"Uvicorn running on http://127.0.0.1:{port}" in log
+    assert f"Uvicorn running on {url}" in log
+
+
+@pytest.mark.slow
+def test_serve_answers_on_loopback_by_default(project: Path) -> None:
+    with serve(project / "config.toml") as url:
+        response = httpx.get(f"{url}/archive/weekly")
+    assert response.status_code == 200
+    assert "No issue has been sent yet." in response.text
 
 
 def test_serve_without_the_secret_is_one_error_line(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -336,3 +364,154 @@ def test_serve_without_the_secret_is_one_error_line(project: Path, monkeypatch: 
         "Error: the token signing secret is not set: export NEWSLETTER_SECRET=... "
         f"(the variable named in {project / 'config.toml'})\n"
     )
+
+
+# -- hostile requests ---------------------------------------------------------------------------
+
+
+def consent_ips(site: Site, address: str) -> list[str | None]:
+    subscriber = site.store.subscribers.get(address)
+    return [e["ip"] for e in site.store.subscribers.events_for(subscriber.id) if e["kind"] == "consent"]
+
+
+def test_rotating_x_forwarded_for_from_an_untrusted_peer_changes_nothing(site: Site) -> None:
+    statuses = []
+    for n in range(5):
+        page = site.http.get("/subscribe/weekly")
+        response = site.http.post(
+            "/subscribe/weekly",
+            data={"form_token": form_token(page.text), "email": f"r{n}@example.org"},
+            headers={"Origin": site.url, "X-Forwarded-For": f"203.0.113.{n}", "X-Real-IP": f"198.51.100.{n}"},
+        )
+        statuses.append(response.status_code)
+
+    assert statuses == [200, 200, 200, 429, 429]
+    assert [consent_ips(site, f"r{n}@example.org") for n in range(3)] == [["127.0.0.1"]] * 3
+
+
+def test_x_forwarded_proto_from_an_untrusted_peer_is_ignored(site: Site) -> None:
+    response = site.http.post(
+        "/subscribe/weekly",
+        data={"form_token": form_token(site.http.get("/subscribe/weekly").text), "email": "x@example.org"},
+        headers={"Origin": site.url.replace("http:", "https:"), "X-Forwarded-Proto": "https"},
+    )
+
+    assert response.status_code == 403
+    assert "another site" in response.text
+
+
+def test_a_trusted_proxy_names_the_client_and_its_scheme(proxied_site: Site) -> None:
+    site = proxied_site
+    statuses = []
+    for n in range(4):
+        page = site.http.get("/subscribe/weekly")
+        response = site.http.post(
+            "/subscribe/weekly",
+            data={"form_token": form_token(page.text), "email": f"r{n}@example.org"},
+            # The client's own claim first, then what our proxy saw; the proxy is trusted.
+            headers={
+                "Origin": site.url.replace("http:", "https:"),
+                "X-Forwarded-For": f"10.6.6.6, 203.0.113.{n}",
+                "X-Forwarded-Proto": "https",
+            },
+        )
+        statuses.append(response.status_code)
+
+    assert statuses == [200, 200, 200, 200]
+    assert [consent_ips(site, f"r{n}@example.org") for n in range(4)] == [[f"203.0.113.{n}"] for n in range(4)]
+    same_client = [
+        site.form_post("/subscribe/weekly", {"email": f"s{n}@example.org"}).status_code for n in range(4)
+    ]
+    assert same_client == [200, 200, 200, 429]  # the proxy itself, without the header
+    assert consent_ips(site, "s0@example.org") == ["127.0.0.1"]
+
+
+def test_the_web_form_refuses_a_name_with_control_characters(site: Site) -> None:
+    response = site.form_post("/subscribe/weekly", {"email": "eve@example.org", "name": "Eve\x00\x1b[2J"})
+
+    assert response.status_code == 400
+    assert "invalid name &#39;Eve\\x00\\x1b[2J&#39;: it contains the control character U+0000 at position 4" in response.text
+    with pytest.raises(Exception, match="no subscriber"):
+        site.store.subscribers.get("eve@example.org")
+
+
+def test_an_archive_number_past_any_integer_is_a_404(site: Site) -> None:
+    response = site.http.get("/archive/weekly/99999999999999999999999")
+
+    assert response.status_code == 404
+    assert "no issue 99999999999999999999999 of weekly" in response.text
+
+
+def confirm_path(site: Site, email_address: str, membership_token: str) -> str:
+    subscriber = site.store.subscribers.get(email_address)
+    list_id = site.store.lists.get("daily").id
+    return "/confirm/" + tokens.make_token(SECRET.encode(), tokens.CONFIRM, subscriber.id, list_id, membership_token)
+
+
+def legacy_signed(subscriber_id: int, list_id: int) -> str:
+    """The signed part of a confirm link as mailed before the membership token was signed."""
+    payload = f"confirm:{subscriber_id}:{list_id}".encode()
+    mac = hmac.new(SECRET.encode(), payload, hashlib.sha256).digest()[:16]
+    return ".".join(base64.urlsafe_b64encode(part).rstrip(b"=").decode() for part in (payload, mac))
+
+
+def test_a_confirm_link_cannot_carry_another_members_token(site: Site) -> None:
+    victim = site.store.subscribers.add("victim@example.org", "daily")
+    mallory = site.store.subscribers.add("mallory@example.org", "daily")
+    assert victim.confirm_token and mallory.confirm_token
+    # The form links had before the store's token was signed: mallory's signature, victim's token.
+    old_form_splice = f"/confirm/{legacy_signed(mallory.subscriber_id, mallory.list_id)}.{victim.confirm_token}"
+    old_page = site.http.get(old_form_splice)
+    assert old_page.status_code == 400
+    assert "comes from an older confirmation email; sign up again to get a new link" in old_page.text
+    # Today's form: mallory's own link with the token inside the payload swapped.
+    own_link = confirm_path(site, "mallory@example.org", mallory.confirm_token)
+    payload, mac = own_link.removeprefix("/confirm/").split(".")
+    swapped_payload = base64.urlsafe_b64encode(
+        base64.urlsafe_b64decode(payload + "==").replace(mallory.confirm_token.encode(), victim.confirm_token.encode())
+    ).rstrip(b"=").decode()
+
+    for forged in (old_form_splice, f"/confirm/{swapped_payload}.{mac}"):
+        assert site.http.get(forged).status_code == 400, forged
+        post = site.http.post(forged, data={"form_token": "x"}, headers={"Origin": site.url})
+        assert post.status_code == 400, forged
+    assert site.status("victim@example.org", "daily") == "unconfirmed"
+
+    confirmed = site.form_post(own_link)
+    assert confirmed.status_code == 200
+    assert (site.status("mallory@example.org", "daily"), site.status("victim@example.org", "daily")) == (
+        "confirmed", "unconfirmed"
+    )
+
+
+def test_a_signed_confirm_link_with_a_stale_membership_token_is_refused(site: Site) -> None:
+    member = site.store.subscribers.add("carol@example.org", "daily")
+    stale = confirm_path(site, "carol@example.org", "not-the-stored-token")
+
+    response = site.form_post(stale)
+
+    assert response.status_code == 400
+    assert "unknown or no longer valid" in response.text
+    assert member.confirm_token and site.status("carol@example.org", "daily") == "unconfirmed"
+
+
+@pytest.mark.slow
+def test_serve_ignores_forwarded_headers_from_an_untrusted_peer(project: Path) -> None:
+    """`newsletter serve` itself: uvicorn's own proxy handling (which trusts loopback) is off."""
+    path = project / "config.toml"
+    path.write_text(path.read_text() + '\n[web]\nsubscribe_rate_limit = 1\n')
+    CliRunner().invoke(app, ["--config", str(path), "lists", "add", "weekly"])
+    with serve(path) as url, httpx.Client(base_url=url, timeout=10) as client:
+        statuses = []
+        for n in range(2):
+            page = client.get("/subscribe/weekly")
+            statuses.append(client.post(
+                "/subscribe/weekly",
+                data={"form_token": form_token(page.text), "email": f"r{n}@example.org"},
+                headers={"X-Forwarded-For": f"203.0.113.{n}"},
+            ).status_code)
+    assert statuses == [200, 429]
+    store = Store(load_config(path).database.url)
+    subscriber = store.subscribers.get("r0@example.org")
+    assert [e["ip"] for e in store.subscribers.events_for(subscriber.id) if e["kind"] == "consent"] == ["127.0.0.1"]
+    store.close()

@@ -20,6 +20,8 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
+from newsletter.web import SERVER_OPTIONS
+
 STARTUP_TIMEOUT = 10.0
 
 
@@ -35,8 +37,8 @@ class WebServer:
         self.thread: threading.Thread | None = None
 
     def start(self, app: ASGIApp) -> str:
-        """Serve `app` until the test ends; returns the base URL."""
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
+        """Serve `app` as `newsletter serve` does until the test ends; returns the base URL."""
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", **SERVER_OPTIONS)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True

@@ -7,6 +7,7 @@ exit code 1, never a traceback.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from functools import cached_property
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import click
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
@@ -58,6 +60,12 @@ class AppState:
         return open_store(self.config.database)
 
 
+def show_version(wanted: bool) -> None:
+    if wanted:
+        click.echo(f"newsletter {importlib.metadata.version('newsletter')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_callback(
     ctx: typer.Context,
@@ -67,6 +75,9 @@ def main_callback(
         "-c",
         help="Config file (default: $NEWSLETTER_CONFIG or ./config.toml).",
         show_default=False,
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=show_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     ctx.obj = AppState(config)
@@ -93,13 +104,44 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-def print_table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+# A column that is not kept whole gets at least this many characters on a terminal.
+_NARROWEST_COLUMN = 6
+# Tab and every line boundary str.splitlines knows: each would split a tab-separated row.
+_SEPARATORS_AS_SPACES = str.maketrans(dict.fromkeys("\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029", " "))
+
+
+def print_table(
+    title: str | None, columns: list[str], rows: list[list[Any]], *, whole: tuple[str, ...] = ()
+) -> None:
+    """Every listing's output. On a terminal, a table whose cells wrap but are never cut,
+    and whose `whole` columns (addresses) never even wrap. Anywhere else (a pipe, a file),
+    and on a terminal too narrow for the whole columns: tab-separated values, a header line
+    first, every value whole on its line (a tab or line break in a value becomes a space);
+    the title then goes to stderr, so stdout stays one table."""
+    cells = [[_cell_text(value) for value in row] for row in rows]
+    output = console()
+    widths = [max(cell_len(text) for text in column) for column in zip(columns, *cells)]
+    kept = [i for i, column in enumerate(columns) if column in whole]
+    needed = sum(widths[i] for i in kept) + _NARROWEST_COLUMN * (len(columns) - len(kept))
+    if not output.is_terminal or needed + 3 * len(columns) + 1 > output.width:
+        if title:
+            click.echo(title, err=True)
+        for line in [columns, *cells]:
+            click.echo("\t".join(text.translate(_SEPARATORS_AS_SPACES) for text in line))
+        return
     table = Table(title=title, show_lines=False)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    console().print(table)
+    for i, column in enumerate(columns):
+        if i in kept:
+            table.add_column(column, no_wrap=True, min_width=widths[i])
+        else:
+            table.add_column(column, overflow="fold")
+    for row in cells:
+        table.add_row(*row)
+    output.print(table)
+
+
+def _cell_text(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
 def confirm(question: str, assume_yes: bool) -> None:

@@ -9,6 +9,8 @@ import click
 import typer
 
 from ..compose import next_issue
+from ..errors import NewsletterError
+from ..files import replaced_on_success
 from ..render import PersonalTemplate, NEUTRAL_VALUES, render_issue, write_preview
 from .app import app, print_json, print_table, state, warn
 
@@ -49,8 +51,10 @@ def articles_command(
 def preview_command(
     ctx: typer.Context,
     digest: str = typer.Argument(..., help="The digest to preview."),
-    output: Path = typer.Option(None, "-o", "--output", help="Write the HTML to this file."),
-    text: bool = typer.Option(False, "--text", help="Print the text/plain part instead."),
+    output: Path = typer.Option(
+        None, "-o", "--output", help="Write to this file (default: preview.html; with --text: stdout)."
+    ),
+    text: bool = typer.Option(False, "--text", help="The text/plain part instead of the HTML."),
     open_browser: bool = typer.Option(False, "--open", help="Open the HTML in a browser."),
 ) -> None:
     """Render the digest's next issue without sending it."""
@@ -62,12 +66,22 @@ def preview_command(
     rendered = render_issue(app_state.config, settings, content)
     for message in rendered.warnings:
         warn(message)
+    count = len(content.articles)
+    summary = f"({count} article{'s' * (count != 1)}, subject: {content.subject})"
     if text:
-        click.echo(PersonalTemplate(rendered.text, escape_html=False).fill(NEUTRAL_VALUES))
+        text_part = PersonalTemplate(rendered.text, escape_html=False).fill(NEUTRAL_VALUES)
+        if output is None:
+            click.echo(text_part)
+            return
+        with replaced_on_success(output) as handle:
+            handle.write(text_part)
+        click.echo(f"Wrote the text part to {output} {summary}")
         return
     target = output or Path("preview.html")
-    write_preview(target, rendered)
-    count = len(content.articles)
-    click.echo(f"Wrote {target} ({count} article{'s' * (count != 1)}, subject: {content.subject})")
+    try:
+        write_preview(target, rendered)
+    except OSError as exc:
+        raise NewsletterError(f"cannot write {target}: {exc.strerror}") from None
+    click.echo(f"Wrote {target} {summary}")
     if open_browser:
         webbrowser.open(target.resolve().as_uri())

@@ -10,12 +10,14 @@ from types import FrameType
 
 import typer
 
+from ..errors import UsageError
 from .app import app, print_json, print_table, state
 
 # APScheduler, Starlette and uvicorn are imported by the commands that use them: every
 # other command starts that much faster.
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+MAX_PORT = 65535
 
 
 @app.command("schedule")
@@ -78,13 +80,15 @@ def run_command(ctx: typer.Context) -> None:
 def serve_command(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
-    port: int = typer.Option(8000, help="Port to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on (1-65535)."),
 ) -> None:
     """Answer the links in the emails: unsubscribe, confirm, subscribe form, archive."""
+    if not 1 <= port <= MAX_PORT:
+        raise UsageError(f"--port {port}: use a port from 1 to {MAX_PORT}")
     import uvicorn
 
-    from ..web import create_app
+    from ..web import SERVER_OPTIONS, create_app
 
     app_state = state(ctx)
     web_app = create_app(app_state.config, app_state.store)
-    uvicorn.run(web_app, host=host, port=port, log_level="info")
+    uvicorn.run(web_app, host=host, port=port, log_level="info", **SERVER_OPTIONS)

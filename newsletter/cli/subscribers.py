@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 import typer
 
-from .. import confirmation, importer
+from .. import confirmation, exporter, importer
+from ..addresses import check_name
 from ..confirmation import send_confirmation
 from ..errors import NewsletterError, SecretError
 from ..store.schema import utcnow
@@ -57,6 +58,7 @@ def add_subscriber(
     ),
 ) -> None:
     """Add an address to a list (double opt-in lists: as unconfirmed, and mail the link)."""
+    check_name(name)
     app_state = state(ctx)
     if app_state.store.lists.get(list_slug).double_opt_in and not confirmed:
         app_state.config.token_secret  # the link needs it: fail before anything is written
@@ -91,9 +93,16 @@ def import_subscribers(
         "--send-confirmations",
         help="Import active rows as unconfirmed and mail each new member a confirmation link.",
     ),
+    status_map: str = typer.Option(
+        "",
+        importer.STATUS_MAP_OPTION,
+        metavar="VALUE=STATUS,...",
+        help="Read the file's status values as these statuses, e.g. 1=active,0=unsubscribed.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Import subscribers from a CSV, in one transaction; report added, updated, skipped."""
+    statuses = importer.parse_status_map(status_map) if status_map else {}
     app_state = state(ctx)
     csv_file = importer.read(file)
     if list_slug is None and csv_file.columns.list is None:
@@ -114,7 +123,7 @@ def import_subscribers(
         format=csv_file.format,
     )
     app_state.store.subscribers.import_rows(
-        csv_file.rows(),
+        csv_file.rows(statuses),
         report,
         list_slug=list_slug,
         source=f"import:{file.name}",
@@ -164,15 +173,13 @@ def export_subscribers(
 ) -> None:
     """Write subscribers as CSV (one row per membership); `import` reads it back."""
     store = state(ctx).store
+    if list_slug is not None:
+        store.lists.get(list_slug)  # an unknown list is an error before anything is written
     listings = store.subscribers.listing(list_slug)
     if output is None:
-        importer.write_export(sys.stdout, listings, list_slug)
+        exporter.write_export(sys.stdout, listings, list_slug)
         return
-    try:
-        with output.open("w", encoding="utf-8", newline="") as handle:
-            count = importer.write_export(handle, listings, list_slug)
-    except OSError as exc:
-        raise NewsletterError(f"cannot write {output}: {exc.strerror}") from None
+    count = exporter.write_export_file(output, listings, list_slug)
     click.echo(f"Wrote {count} row(s) to {output}.")
 
 
@@ -201,7 +208,7 @@ def list_subscribers(
     if not rows:
         click.echo("No subscribers match.")
         return
-    print_table(None, ["Email", "Name", "Status", "Lists", "Created"], rows)
+    print_table(None, ["Email", "Name", "Status", "Lists", "Created"], rows, whole=("Email",))
 
 
 @subscribers_app.command("unsubscribe")
