@@ -179,7 +179,9 @@ class Site:
         self.check_form(request, await request.form())
         try:
             member = await run_in_threadpool(
-                self.store.memberships.confirm_by_token,
+                self.store.memberships.confirm,
+                claims.subscriber_id,
+                claims.list_id,
                 claims.membership_token,
                 ip=client_ip(request, self.proxies),
             )

@@ -109,14 +109,18 @@ def test_confirmed_flag_records_consent_given_elsewhere(store: Store) -> None:
 
 def test_a_confirmation_link_confirms_once_and_dies_with_an_unsubscribe(store: Store) -> None:
     added = store.subscribers.add("c@example.org", "doi", source="web", ip="192.0.2.7")
-    info = store.memberships.confirm_by_token(added.confirm_token or "", ip="192.0.2.8")
+    token = added.confirm_token or ""
+    other = store.subscribers.add("d@example.org", "doi")
+    with pytest.raises(NotFound):  # a token confirms only the membership it belongs to
+        store.memberships.confirm(other.subscriber_id, other.list_id, token)
+    info = store.memberships.confirm(added.subscriber_id, added.list_id, token, ip="192.0.2.8")
     assert info == MembershipInfo(added.subscriber_id, added.list_id, "doi", "Confirmed reading",
                                   "c@example.org", "confirmed")
-    assert store.memberships.confirm_by_token(added.confirm_token or "") == info  # idempotent
+    assert store.memberships.confirm(added.subscriber_id, added.list_id, token) == info  # idempotent
     assert recipients(store, "doi") == ["c@example.org"]
     store.memberships.unsubscribe("c@example.org", "doi", source="cli")
     with pytest.raises(NotFound, match="unknown or no longer valid"):
-        store.memberships.confirm_by_token(added.confirm_token or "")
+        store.memberships.confirm(added.subscriber_id, added.list_id, token)
     log = [(e["kind"], e["source"], e["ip"]) for e in store.events.for_subscriber(added.subscriber_id)]
     assert log == [
         ("subscribed", "web", "192.0.2.7"),

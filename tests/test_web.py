@@ -371,7 +371,7 @@ def test_serve_without_the_secret_is_one_error_line(project: Path, monkeypatch: 
 
 def consent_ips(site: Site, address: str) -> list[str | None]:
     subscriber = site.store.subscribers.get(address)
-    return [e["ip"] for e in site.store.subscribers.events_for(subscriber.id) if e["kind"] == "consent"]
+    return [e["ip"] for e in site.store.events.for_subscriber(subscriber.id) if e["kind"] == "consent"]
 
 
 def test_rotating_x_forwarded_for_from_an_untrusted_peer_changes_nothing(site: Site) -> None:
@@ -513,5 +513,5 @@ def test_serve_ignores_forwarded_headers_from_an_untrusted_peer(project: Path) -
     assert statuses == [200, 429]
     store = Store(load_config(path).database.url)
     subscriber = store.subscribers.get("r0@example.org")
-    assert [e["ip"] for e in store.subscribers.events_for(subscriber.id) if e["kind"] == "consent"] == ["127.0.0.1"]
+    assert [e["ip"] for e in store.events.for_subscriber(subscriber.id) if e["kind"] == "consent"] == ["127.0.0.1"]
     store.close()

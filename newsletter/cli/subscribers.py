@@ -12,7 +12,6 @@ import click
 import typer
 
 from .. import confirmation, exporter, importer
-from ..addresses import check_name
 from ..confirmation import send_confirmation
 from ..errors import NewsletterError, SecretError
 from ..store.schema import utcnow
@@ -58,7 +57,6 @@ def add_subscriber(
     ),
 ) -> None:
     """Add an address to a list (double opt-in lists: as unconfirmed, and mail the link)."""
-    check_name(name)
     app_state = state(ctx)
     if app_state.store.lists.get(list_slug).double_opt_in and not confirmed:
         app_state.config.token_secret  # the link needs it: fail before anything is written

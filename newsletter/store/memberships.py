@@ -34,12 +34,17 @@ class Memberships:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def confirm_by_token(self, token: str, ip: str | None = None) -> MembershipInfo:
-        """Confirm the membership a confirmation link names (idempotent); NotFound for an
-        unknown token or one whose member has since unsubscribed."""
+    def confirm(
+        self, subscriber_id: int, list_id: int, token: str, ip: str | None = None
+    ) -> MembershipInfo:
+        """Confirm the membership a confirmation link names (idempotent): its subscriber,
+        list and token must all match. NotFound for an unknown token, one that belongs
+        to another membership, or one whose member has since unsubscribed."""
         with self.store.write() as conn:
             row = conn.execute(
                 _info_select().where(
+                    memberships.c.subscriber_id == subscriber_id,
+                    memberships.c.list_id == list_id,
                     memberships.c.confirm_token == token,
                     memberships.c.status != UNSUBSCRIBED,
                 )

@@ -62,9 +62,11 @@ class Subscribers:
         Single opt-in lists, and `confirmed=True` (consent recorded elsewhere), give a
         confirmed member; a double opt-in list gives an unconfirmed one with a confirm
         token. A member who had unsubscribed joins again. Refused (StoreError) when the
-        address is blocked or was forgotten (`secret` recognises forgotten addresses).
+        address is blocked or was forgotten (`secret` recognises forgotten addresses);
+        AddressError for a name with control characters.
         """
         address = addresses.parse(email)
+        addresses.check_name(name)
         with self.store.write() as conn:
             target = self.store.lists.get_in(conn, list_slug)
             reason = SuppressionLookup(conn, secret).reason(address.key)
