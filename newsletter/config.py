@@ -74,6 +74,14 @@ class DeliverySettings:
     max_consecutive_failures: int = 20
     # Seconds a send waits for a store it cannot write before it stops (see README).
     ledger_timeout: float = 60.0
+    # Sender processes for one issue ("auto": one per CPU core); they share the connections.
+    workers: Literal["auto"] | int = "auto"
+
+    def worker_count(self) -> int:
+        """How many sender processes `workers` asks for."""
+        if self.workers == "auto":
+            return max(1, len(os.sched_getaffinity(0)))
+        return int(self.workers)
 
 
 @dataclass(frozen=True)
@@ -322,6 +330,8 @@ class _ConfigReader:
         ):
             if value <= 0:
                 self.fail(where, "must be a positive number of seconds")
+        if config.delivery.worker_count() < 1:
+            self.fail("[delivery].workers", 'must be "auto" or at least 1')
         try:
             parse_networks(config.web.trusted_proxies)
         except ValueError as exc:
@@ -376,7 +386,15 @@ class _ConfigReader:
         args = typing.get_args(hint)
         if origin in (typing.Union, types.UnionType):
             inner = [a for a in args if a is not type(None)]
-            return self.value(inner[0], value, where)
+            if len(inner) == 1:
+                return self.value(inner[0], value, where)
+            for alternative in inner:
+                try:
+                    return self.value(alternative, value, where)
+                except ConfigError:
+                    continue
+            wanted = " or ".join(_describe(alternative) for alternative in inner)
+            self.fail(where, f"must be {wanted}, not {value!r}")
         if origin is Literal:
             if value not in args:
                 self.fail(where, f"must be one of {', '.join(map(repr, args))}, not {value!r}")
@@ -405,6 +423,13 @@ class _ConfigReader:
 
 
 _TYPE_NAMES = {str: "string", bool: "boolean (true or false)"}
+
+
+def _describe(hint: Any) -> str:
+    """A type as an error message names it: "auto" or a whole number."""
+    if typing.get_origin(hint) is Literal:
+        return " or ".join(f'"{arg}"' for arg in typing.get_args(hint))
+    return {int: "a whole number", float: "a number"}.get(hint, f"a {_TYPE_NAMES.get(hint, getattr(hint, '__name__', str(hint)))}")
 
 
 def public_https_problem(url: str) -> str | None:

@@ -47,6 +47,11 @@ SIGNED_HEADERS = (
     "MIME-Version",
     "Content-Type",
 )
+# The subscriber id a test copy's links carry: no subscriber has it (the web side says
+# that the link came in a test copy).
+TEST_COPY_SUBSCRIBER = 0
+
+
 @dataclass(frozen=True)
 class Recipient:
     email: str

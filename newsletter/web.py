@@ -32,6 +32,7 @@ from . import addresses, tokens
 from .confirmation import read_confirm_token, send_confirmation
 from .config import Config
 from .errors import AddressError, NewsletterError, NotFound, StoreError
+from .message import TEST_COPY_SUBSCRIBER
 from .proxies import TrustedProxies
 from .render import NEUTRAL_VALUES, PersonalTemplate
 from .store import Store
@@ -114,7 +115,10 @@ class Site:
     # -- unsubscribe (the link in every email) ---------------------------------------------
 
     async def unsubscribe_page(self, request: Request) -> Response:
-        member = await self.member(self.claims(request, tokens.UNSUBSCRIBE))
+        claims = self.claims(request, tokens.UNSUBSCRIBE)
+        if claims.subscriber_id == TEST_COPY_SUBSCRIBER:
+            return self.page("test_copy.html.j2")
+        member = await self.member(claims)
         if member.status == UNSUBSCRIBED:
             return self.left_page(request, member)
         return self.page(
@@ -123,9 +127,13 @@ class Site:
 
     async def unsubscribe(self, request: Request) -> Response:
         claims = self.claims(request, tokens.UNSUBSCRIBE)
-        member = await self.member(claims)
         form = await request.form()
         one_click = form.get("List-Unsubscribe") == "One-Click"
+        if claims.subscriber_id == TEST_COPY_SUBSCRIBER:  # nobody to unsubscribe
+            if one_click:
+                return PlainTextResponse("This was a test copy; nobody was unsubscribed.\n")
+            return self.page("test_copy.html.j2")
+        member = await self.member(claims)
         if not one_click:
             self.check_form(request, form)
         await run_in_threadpool(

@@ -21,7 +21,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from ..config import Config, load_config
-from ..errors import NewsletterError
+from ..errors import NewsletterError, SecretError
 from ..store import Store, open_store
 
 
@@ -81,6 +81,15 @@ def main_callback(
     ),
 ) -> None:
     ctx.obj = AppState(config)
+
+
+def optional_secret(app_state: AppState) -> bytes | None:
+    """The token secret if it is set: the store needs it only to recognise forgotten
+    addresses, and says so itself when there are some."""
+    try:
+        return app_state.config.token_secret
+    except SecretError:
+        return None
 
 
 def state(ctx: typer.Context) -> AppState:

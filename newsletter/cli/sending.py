@@ -13,6 +13,7 @@ import click
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from .. import addresses
 from ..config import Config
 from ..errors import NewsletterError
 from ..sending import (
@@ -27,7 +28,7 @@ from ..sending import (
     send_test_copy,
 )
 from ..store import Store
-from .app import app, confirm, console, print_json, print_table, state, warn
+from .app import AppState, app, confirm, console, optional_secret, print_json, print_table, state, warn
 
 FIRST_RECIPIENTS = 10
 AT_FORMAT = "%Y-%m-%d %H:%M"
@@ -38,25 +39,40 @@ def send_command(
     ctx: typer.Context,
     digest: str = typer.Argument(..., help="The digest to send, as named in the config."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be sent; send nothing."),
-    to: str = typer.Option(None, "--to", metavar="EMAIL", help="Send one test copy to EMAIL only."),
+    to: list[str] = typer.Option(
+        None, "--to", metavar="EMAIL", help="Send a test copy to EMAIL only (repeat for several); records nothing."
+    ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     at: str = typer.Option(
         None, "--at", metavar="'YYYY-MM-DD HH:MM'", help="Send later (newsletter time zone); `newsletter run` does it."
+    ),
+    workers: int = typer.Option(
+        None, "--workers", min=1, help="Sender processes (default: [delivery] workers, \"auto\": one per core)."
     ),
 ) -> None:
     """Compose the digest's next issue and send it (or resume an unfinished one)."""
     app_state = state(ctx)
     config = app_state.config
     if at is not None:
+        if to or dry_run:
+            raise NewsletterError(
+                f"--at cannot be combined with {'--to' if to else '--dry-run'}: a scheduled send "
+                "mails the whole list; send the test copy or the dry run now, without --at"
+            )
         schedule_later(config, digest, at)
         return
+    test_addresses = [addresses.parse(email).email for email in to or []]
     plan = prepare_send(config, app_state.store, digest, warn)
     if isinstance(plan, NothingNew):
         click.echo(f"No new articles for {digest} in the last {plan.digest.lookback_days} days; nothing to send.")
         return
-    if to is not None:
-        send_test_copy(config, plan, to)
-        click.echo(f"Sent a test copy of issue #{plan.number} ({plan.subject}) to {to}; nothing recorded.")
+    if test_addresses:
+        refuse_suppressed(app_state, test_addresses)
+        send_test_copy(config, plan, test_addresses)
+        click.echo(
+            f"Sent a test copy of issue #{plan.number} ({plan.subject}) to {', '.join(test_addresses)}; "
+            "nothing recorded."
+        )
         return
     if dry_run:
         show_plan(plan, app_state.store.issues.first_recipients(plan.list.id, FIRST_RECIPIENTS))
@@ -66,13 +82,48 @@ def send_command(
     confirm(question(plan), yes)
     with stop_on_signals() as stop:
         try:
-            report = run_with_progress(config, app_state.store, plan, stop)
+            report = run_with_progress(config, app_state.store, plan, stop, workers)
         except IssuePaused as exc:
             click.echo(str(exc.report))
             raise
     click.echo(str(report))
     if report.status == "stopped":
         raise typer.Exit(1)  # not finished: a script must not take it for done
+
+
+def refuse_suppressed(app_state: AppState, emails: list[str]) -> None:
+    """A test copy never goes to an address the list must not mail."""
+    for email in emails:
+        if app_state.store.suppressions.is_suppressed(email, optional_secret(app_state)):
+            raise NewsletterError(
+                f"not sending a test copy to {email}: it is on the suppression list (blocked or "
+                f"forgotten); pick another address, or lift it with `newsletter subscribers unblock {email}`"
+            )
+
+
+@app.command("worker")
+def worker_command(
+    ctx: typer.Context,
+    issue: int = typer.Option(None, "--issue", metavar="ID", help="Join this issue only, and leave when it is sent."),
+    connections: int = typer.Option(
+        None, "--connections", min=1, help="SMTP connections of this worker (default: [smtp] connections)."
+    ),
+) -> None:
+    """Join whatever issue is being sent (one after another) beside its other senders,
+    here or on other machines sharing the database; SIGTERM or Ctrl-C stops it after
+    its messages in flight."""
+    from ..sending.worker import serve, with_connections, work_on
+
+    app_state = state(ctx)
+    config = app_state.config
+    if connections is not None:
+        config = with_connections(config, connections)
+    with stop_on_signals(quiet=True) as stop:
+        if issue is None:
+            serve(config, app_state.store, stop, click.echo)
+            return
+        report = work_on(config, app_state.store, app_state.store.issues.get(issue), stop=stop)
+    click.echo(report.worker_line())
 
 
 def schedule_later(config: Config, digest: str, at: str) -> None:
@@ -120,12 +171,12 @@ def show_plan(plan: NewIssue | ResumeIssue, first: list[str]) -> None:
 
 
 def run_with_progress(
-    config: Config, store: Store, plan: NewIssue | ResumeIssue, stop: threading.Event
+    config: Config, store: Store, plan: NewIssue | ResumeIssue, stop: threading.Event, workers: int | None
 ) -> SendReport:
     """A live progress bar on a terminal; in a log or a pipe only the summary that follows."""
     output = console()
     if not output.is_terminal:
-        return execute(config, store, plan, stop=stop)
+        return execute(config, store, plan, workers=workers, stop=stop)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -146,16 +197,16 @@ def run_with_progress(
                 rate=progress.rate,
             )
 
-        return execute(config, store, plan, progress=update, stop=stop)
+        return execute(config, store, plan, workers=workers, progress=update, stop=stop)
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
+def stop_on_signals(*, quiet: bool = False) -> Iterator[threading.Event]:
     """Ctrl-C or SIGTERM: finish the messages in flight, leave the issue resumable."""
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
-        if not stop.is_set():
+        if not stop.is_set() and not quiet:
             click.echo("Stopping after the messages in flight; `send` again resumes.", err=True)
         stop.set()
 

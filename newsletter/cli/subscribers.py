@@ -13,7 +13,7 @@ import typer
 
 from .. import confirmation, exporter, importer
 from ..confirmation import send_confirmation
-from ..errors import NewsletterError, SecretError
+from ..errors import NewsletterError
 from ..store.schema import utcnow
 from ..store.records import (
     BLOCKED,
@@ -25,7 +25,7 @@ from ..store.records import (
     AddResult,
     ImportReport,
 )
-from .app import AppState, app, confirm, print_json, print_table, state
+from .app import app, confirm, optional_secret, print_json, print_table, state
 
 subscribers_app = typer.Typer(
     help="Add, import, export, list, unsubscribe, block and forget subscribers.",
@@ -35,15 +35,6 @@ app.add_typer(subscribers_app, name="subscribers")
 
 # What `ls --status` filters on: a membership status, or blocked.
 ListStatus = Enum("ListStatus", {status: status for status in (*MEMBERSHIP_STATUSES, BLOCKED)}, type=str)  # type: ignore[misc]
-
-
-def optional_secret(app_state: AppState) -> bytes | None:
-    """The token secret if it is set: the store needs it only to recognise forgotten
-    addresses, and says so itself when there are some."""
-    try:
-        return app_state.config.token_secret
-    except SecretError:
-        return None
 
 
 @subscribers_app.command("add")

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from secrets import token_hex
 
 from ..config import Config
-from ..message import Recipient, envelope_address
+from ..message import TEST_COPY_SUBSCRIBER, Recipient, envelope_address
 from ..store import Store
 from ..transport import open_transport
 from .plan import NewIssue, NothingNew, ResumeIssue, SendPlan, prepare_send
+from .pool import WorkerPool
 from .report import IssuePaused, SendReport
 from .run import SendRun
 from .tally import SendProgress
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 
+TEST_SUBJECT_PREFIX = "[TEST] "
+
+
 def _ignore(_: str) -> None:
     pass
 
@@ -51,6 +55,7 @@ def send_digest(
     progress: Callable[[SendProgress], None] | None = None,
     stop: threading.Event | None = None,
     warn: Callable[[str], None] = _ignore,
+    workers: int | None = None,
 ) -> SendReport:
     """Resume the digest's unfinished issue, else compose, record and send the next one.
 
@@ -58,7 +63,7 @@ def send_digest(
     finished; the issue stays resumable). Raises IssuePaused when the issue had to pause.
     """
     plan = prepare_send(config, store, digest_name, warn)
-    return execute(config, store, plan, progress=progress, stop=stop)
+    return execute(config, store, plan, workers=workers, progress=progress, stop=stop)
 
 
 def execute(
@@ -66,30 +71,48 @@ def execute(
     store: Store,
     plan: SendPlan,
     *,
+    workers: int | None = None,
     progress: Callable[[SendProgress], None] | None = None,
     stop: threading.Event | None = None,
 ) -> SendReport:
-    """Record the plan's issue (when new) and send it; see send_digest."""
+    """Record the plan's issue (when new) and send it, in this process or with a pool of
+    `workers` sender processes (default: [delivery] workers); see send_digest."""
     if isinstance(plan, NothingNew):
         return SendReport(plan.digest.name, "nothing", reason=plan.reason)
     if isinstance(plan, NewIssue):
         plan.check_sendable()
     # Everything that can fail for want of a setting fails here, before anything is recorded.
     template = plan.template(config)
+    resumed = isinstance(plan, ResumeIssue)
     with open_transport(config) as transport:
         transport.check()
         issue = plan.take(store)
-        run = SendRun(
-            config, store, issue, template, transport,
-            resumed=isinstance(plan, ResumeIssue), stop=stop, progress=progress,
-        )
-        return run.execute()
+        connections = transport.connections
+        processes = _processes(config, store, issue.id, workers, connections)
+        if processes == 1:
+            run = SendRun(
+                config, store, issue, template, transport, resumed=resumed, stop=stop, progress=progress
+            )
+            return run.execute()
+    pool = WorkerPool(
+        config, store, issue, processes, connections, resumed=resumed, stop=stop, progress=progress
+    )
+    return pool.run()
 
 
-def send_test_copy(config: Config, plan: NewIssue | ResumeIssue, email: str) -> None:
-    """One copy of the planned issue to `email`, recording nothing (its unsubscribe link
-    names no subscriber)."""
-    template = plan.template(config)
-    data = template.fill(Recipient(email, "", 0, "test-" + token_hex(6)))
+def _processes(config: Config, store: Store, issue_id: int, workers: int | None, connections: int) -> int:
+    """Sender processes for the issue: as many as asked for, but no more than there are
+    connections to share or batches to send."""
+    wanted = workers if workers is not None else config.delivery.worker_count()
+    batches = -(-store.ledger.counts(issue_id).pending // config.delivery.batch_size)
+    return max(1, min(wanted, connections, batches))
+
+
+def send_test_copy(config: Config, plan: NewIssue | ResumeIssue, emails: list[str]) -> None:
+    """A copy of the planned issue to each address, recording nothing. Its subject says
+    [TEST]; its unsubscribe link names no subscriber (the web side says it was a test)."""
+    template = plan.template(config, subject_prefix=TEST_SUBJECT_PREFIX)
     with open_transport(config) as transport:
-        transport.send_message(envelope_address(template.sender), envelope_address(email), data)
+        for email in emails:
+            data = template.fill(Recipient(email, "", TEST_COPY_SUBSCRIBER, "test-" + token_hex(6)))
+            transport.send_message(envelope_address(template.sender), envelope_address(email), data)

@@ -55,12 +55,8 @@ class ResumeIssue:
     def subject(self) -> str:
         return self.issue.subject
 
-    def template(self, config: Config) -> MessageTemplate:
-        """The message exactly as the issue was recorded."""
-        return _template(
-            config, self.list, self.digest.name, self.number, self.issue.created_at,
-            self.subject, self.issue.html, self.issue.text,
-        )
+    def template(self, config: Config, *, subject_prefix: str = "") -> MessageTemplate:
+        return issue_template(config, self.list, self.issue, subject_prefix=subject_prefix)
 
     def take(self, store: Store) -> IssueRecord:
         """The issue, sending again if it was paused."""
@@ -96,10 +92,10 @@ class NewIssue:
                 f"`newsletter subscribers add EMAIL --list {self.list.slug}`"
             )
 
-    def template(self, config: Config) -> MessageTemplate:
+    def template(self, config: Config, *, subject_prefix: str = "") -> MessageTemplate:
         return _template(
             config, self.list, self.digest.name, self.number, self.content.created,
-            self.subject, self.rendered.html, self.rendered.text,
+            subject_prefix + self.subject, self.rendered.html, self.rendered.text,
         )
 
     def take(self, store: Store) -> IssueRecord:
@@ -136,6 +132,16 @@ def prepare_send(
     for message in rendered.warnings:
         warn(message)
     return NewIssue(digest, list_record, content, rendered, store.issues.recipient_count(list_record.id))
+
+
+def issue_template(
+    config: Config, list_record: ListRecord, issue: IssueRecord, *, subject_prefix: str = ""
+) -> MessageTemplate:
+    """The message exactly as the issue was recorded (for any sender that joins it)."""
+    return _template(
+        config, list_record, issue.digest, issue.number, issue.created_at,
+        subject_prefix + issue.subject, issue.html, issue.text,
+    )
 
 
 def _template(

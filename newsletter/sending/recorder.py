@@ -27,6 +27,8 @@ from .tally import Tally
 
 WINDOW_PER_CONNECTION = 4
 RECORD_BATCH = 1000
+# How long the recorder waits for more outcomes to write in the same transaction.
+LINGER_SECONDS = 0.005
 _SLOT_WAIT = 0.1
 _FIRST_RETRY = 0.05
 _LONGEST_RETRY = 1.0
@@ -115,19 +117,36 @@ class Recorder:
     def _run(self) -> None:
         finished = False
         while not finished:
-            batch: list[Outcome] = []
-            item = self._queue.get()
-            while item is not None:
-                batch.append(item)
-                if len(batch) >= RECORD_BATCH:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            finished = item is None
+            batch, finished = self._next_batch()
             if batch:
                 self._write(batch)
+
+    def _next_batch(self) -> tuple[list[Outcome], bool]:
+        """The outcomes to write together (and whether the run ended): at least the next
+        one, then whatever follows within LINGER_SECONDS, up to half the window. A
+        transaction costs far more than a row, and one per message would be the cost."""
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        deadline = time.monotonic() + LINGER_SECONDS
+        while len(batch) < max(1, self.window // 2) and len(batch) < RECORD_BATCH:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        while len(batch) < RECORD_BATCH:  # and all that is waiting already
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
 
     def _write(self, batch: list[Outcome]) -> None:
         if self._unwritten:  # the store already failed: keep everything for close()

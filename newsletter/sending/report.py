@@ -36,6 +36,14 @@ class SendReport:
             return f"{line}; paused: {self.reason}"
         return line
 
+    def worker_line(self) -> str:
+        """What a worker that joined the issue says when it leaves it."""
+        state = {"done": "done", "stopped": "still sending"}.get(self.status, self.status)
+        return (
+            f"issue #{self.number} of {self.digest}: this worker sent {self.sent_this_run} "
+            f"in {self.elapsed:.1f} s; the issue is {state}"
+        )
+
 
 class IssuePaused(DeliveryError):
     """The issue was paused (server unreachable, login refused, too many refusals)."""

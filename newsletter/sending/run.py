@@ -34,7 +34,7 @@ from ..transport import (
     Transport,
     TransportFailure,
 )
-from .lease import SenderLease, lease_end
+from .lease import SenderLease, lease_end, owner_is_dead
 from .policy import FailureStreak, OutcomePolicy
 from .recorder import WINDOW_PER_CONNECTION, LedgerUnavailable, Patience, Recorder
 from .report import IssuePaused, SendReport
@@ -183,6 +183,7 @@ class SendRun:
         if self.tally.awaiting():
             self.requested.wait(IDLE_POLL_SECONDS)
             return True
+        self.patience.call(self.ledger.reap, self.issue.id, owner_is_dead)
         wake = self.patience.call(self.ledger.next_wakeup, self.issue.id)
         if wake is None:
             return False

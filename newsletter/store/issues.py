@@ -202,6 +202,14 @@ class Issues:
             ).first()
         return None if row is None else _issue(row)
 
+    def being_sent(self) -> IssueRecord | None:
+        """The oldest issue of any digest that is being sent: what a worker joins."""
+        with self.store.read() as conn:
+            row = conn.execute(
+                select(issues).where(issues.c.status == SENDING).order_by(issues.c.id).limit(1)
+            ).first()
+        return None if row is None else _issue(row)
+
     def list_sent(self, digest: str, limit: int | None = None) -> list[IssueRecord]:
         """The digest's finished issues, newest first: the public archive (web)."""
         with self.store.read() as conn:

@@ -124,19 +124,7 @@ class Ledger:
             status = conn.execute(select(issues.c.status).where(issues.c.id == issue_id)).scalar()
             if status != SENDING:
                 return None
-            others = conn.execute(
-                select(senders.c.owner, senders.c.lease_until).where(senders.c.issue_id == issue_id)
-            ).all()
-            gone = [o.owner for o in others if o.lease_until < now or is_dead(o.owner)]
-            stale = deliveries.c.claimed_until < now
-            if gone:
-                stale = or_(stale, deliveries.c.claimed_by.in_(gone))
-                conn.execute(delete(senders).where(senders.c.owner.in_(gone)))
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.issue_id == issue_id, deliveries.c.status == CLAIMED, stale)
-                .values(status=PENDING, claimed_by=None, claimed_until=None)
-            )
+            _free_what_gone_senders_left(conn, issue_id, now, is_dead)
             epoch = current_epoch(conn)
             conn.execute(
                 insert(senders).values(
@@ -148,6 +136,18 @@ class Ledger:
                 )
             )
         return epoch
+
+    def reap(self, issue_id: int, is_dead: Callable[[str], bool]) -> None:
+        """Free the claims of the issue's senders that are gone (lease run out, or a dead
+        process on this host), so that the living take them over."""
+        now = utcnow()
+        with self.store.read() as conn:
+            suspects = conn.execute(
+                select(senders.c.owner, senders.c.lease_until).where(senders.c.issue_id == issue_id)
+            ).all()
+        if any(row.lease_until < now or is_dead(row.owner) for row in suspects):
+            with self.store.write(serial=False) as conn:
+                _free_what_gone_senders_left(conn, issue_id, now, is_dead)
 
     def heartbeat(self, issue_id: int, owner: str, until: datetime) -> bool:
         """Extend this sender's lease and claims; False when it must stop: the issue is
@@ -414,6 +414,26 @@ def skip_reason(row: Row[Any]) -> str | None:
     if row.membership != CONFIRMED:
         return "unsubscribed" if row.membership else "no longer on the list"
     return None
+
+
+def _free_what_gone_senders_left(
+    conn: Connection, issue_id: int, now: datetime, is_dead: Callable[[str], bool]
+) -> None:
+    """Unregister the issue's gone senders; their claims, and any claim whose lease ran
+    out, become pending again."""
+    others = conn.execute(
+        select(senders.c.owner, senders.c.lease_until).where(senders.c.issue_id == issue_id)
+    ).all()
+    gone = [o.owner for o in others if o.lease_until < now or is_dead(o.owner)]
+    stale = deliveries.c.claimed_until < now
+    if gone:
+        stale = or_(stale, deliveries.c.claimed_by.in_(gone))
+        conn.execute(delete(senders).where(senders.c.owner.in_(gone)))
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.issue_id == issue_id, deliveries.c.status == CLAIMED, stale)
+        .values(status=PENDING, claimed_by=None, claimed_until=None)
+    )
 
 
 def _claimable(

@@ -1,0 +1,5 @@
+"""`python -m newsletter`: the command line (as the `newsletter` script)."""
+
+from .cli import main
+
+main()
