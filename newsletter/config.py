@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError, SecretError
+from .urls import allowed, safe_url
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 DEFAULT_CONFIG = "config.toml"
@@ -237,10 +238,7 @@ class _ConfigReader:
         sources = tuple(
             self.source(entry, i) for i, entry in enumerate(self.list_of(raw, "sources"))
         )
-        authors = {
-            name: self.table(AuthorSettings, entry, f'[authors."{name}"]')
-            for name, entry in self.dict_of(raw, "authors").items()
-        }
+        authors = {name: self.author(name, entry) for name, entry in self.dict_of(raw, "authors").items()}
         digests = {
             name: self.digest(name, entry) for name, entry in self.dict_of(raw, "digests").items()
         }
@@ -277,6 +275,13 @@ class _ConfigReader:
         if source.kind == "feed" and "://" not in source.url:  # type: ignore[operator]
             return replace(source, url=str(self.root / source.url))  # type: ignore[operator]
         return source
+
+    def author(self, name: str, entry: Any) -> AuthorSettings:
+        where = f'[authors."{name}"]'
+        author = self.table(AuthorSettings, entry, where)
+        if author.url is not None and safe_url(author.url) is None:
+            self.fail(f"{where}.url", f"{author.url!r} is not {allowed()}; fix or remove it")
+        return author
 
     def digest(self, name: str, entry: Any) -> DigestSettings:
         digest = self.table(DigestSettings, entry, f"[digests.{name}]")

@@ -41,6 +41,10 @@ def test_config_is_frozen(config) -> None:
         ("[bogus]\n", "bogus: unknown key; expected one of"),
         ("[[sources]]\nname = 'f'\nkind = 'feed'\n", "[[sources]] #2 (f): a feed source needs url"),
         ("[delivery.x]\n", "[delivery].x: unknown key"),
+        (
+            '[authors."Eve"]\nurl = "javascript:alert(1)"\n',
+            "[authors.\"Eve\"].url: 'javascript:alert(1)' is not an absolute http, https or mailto URL",
+        ),
     ],
 )
 def test_bad_config_names_the_key_and_the_file(

@@ -15,7 +15,7 @@ EXAMPLE = FIXTURES / "zelensky-nato-shoot-down.txt"
 
 
 def read(path: Path):
-    return read_article_file(path, source="desk", root=path.parent)
+    return read_article_file(path, source="desk", root=path.parent, warn=pytest.fail)
 
 
 def test_example_article_parses_to_exactly_its_parts() -> None:
@@ -136,3 +136,19 @@ def test_other_files_and_hidden_files_are_ignored(tmp_path: Path) -> None:
 def test_missing_folder_is_a_source_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="folder .*missing does not exist"):
         read_folder("desk", tmp_path / "missing", print)
+
+
+def test_only_web_and_mailto_links_come_from_front_matter(tmp_path: Path) -> None:
+    path = tmp_path / "x.md"
+    path.write_text(
+        '---\ntitle: Hi\nurl: "javascript:alert(document.cookie)"\nauthors:\n'
+        '  - name: Eve\n    url: "javascript:alert(1)"\n  - name: Ann\n    url: "mailto:ann@example.org"\n---\nBody\n'
+    )
+    warnings: list[str] = []
+    article = read_article_file(path, source="desk", root=tmp_path, warn=warnings.append)
+    assert article.url is None
+    assert [(a.name, a.url) for a in article.authors] == [("Eve", None), ("Ann", "mailto:ann@example.org")]
+    assert warnings == [
+        f"{path}: author url 'javascript:alert(1)' is not an absolute http, https or mailto URL; left it out",
+        f"{path}: url 'javascript:alert(document.cookie)' is not an absolute http or https URL; left it out",
+    ]

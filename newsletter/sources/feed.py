@@ -31,6 +31,7 @@ from .. import __version__
 from ..config import SourceSettings
 from ..errors import SourceError
 from ..models import Article, Author, stable_id
+from ..urls import WEB_SCHEMES, safe_url
 from .folder import split_names
 from .sanitize import excerpt, html_to_plain, sanitize_html
 
@@ -196,7 +197,7 @@ def _declared_base(feed: Any) -> str | None:
     for rel in ("self", "alternate"):
         for link in links:
             href = link.get("href", "")
-            if link.get("rel") == rel and _is_web_url(href):
+            if link.get("rel") == rel and safe_url(href, WEB_SCHEMES):
                 return str(href)
     return None
 
@@ -268,13 +269,7 @@ def _plain(value: str, content_type: str | None) -> str:
 
 def _entry_url(entry: Any) -> str | None:
     """The entry's link if it is an absolute web URL (nothing else belongs in an email)."""
-    link = entry.get("link", "").strip()
-    return link if _is_web_url(link) else None
-
-
-def _is_web_url(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+    return safe_url(entry.get("link", ""), WEB_SCHEMES)
 
 
 def _author_names(item: Any) -> list[str]:

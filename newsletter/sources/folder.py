@@ -24,6 +24,7 @@ import yaml
 
 from ..errors import SourceError
 from ..models import Article, Author, stable_id
+from ..urls import LINK_SCHEMES, WEB_SCHEMES, allowed, safe_url
 from .sanitize import paragraphs_to_html, sanitize_html
 
 TEXT_SUFFIXES = {".txt"}
@@ -55,13 +56,13 @@ def read_folder(
         if path.name.startswith(".") or path.suffix.lower() not in TEXT_SUFFIXES | MARKDOWN_SUFFIXES:
             continue
         try:
-            articles.append(read_article_file(path, source=name, root=folder))
+            articles.append(read_article_file(path, source=name, root=folder, warn=warn))
         except SourceError as exc:
             warn(str(exc))
     return articles
 
 
-def read_article_file(path: Path, *, source: str, root: Path) -> Article:
+def read_article_file(path: Path, *, source: str, root: Path, warn: Callable[[str], None]) -> Article:
     try:
         text = path.read_text(encoding="utf-8-sig")
         mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
@@ -71,7 +72,7 @@ def read_article_file(path: Path, *, source: str, root: Path) -> Article:
         raise SourceError(f"skipped {path}: cannot read it ({exc.strerror})") from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if path.suffix.lower() in MARKDOWN_SUFFIXES:
-        parsed = parse_markdown_article(text, path)
+        parsed = parse_markdown_article(text, path, warn)
     else:
         parsed = parse_text_article(text, path)
     return Article(
@@ -123,7 +124,7 @@ def split_names(names: str) -> list[str]:
     return [p for p in parts if p]
 
 
-def parse_markdown_article(text: str, path: Path) -> ParsedArticle:
+def parse_markdown_article(text: str, path: Path, warn: Callable[[str], None]) -> ParsedArticle:
     meta, body = split_front_matter(text, path)
     title = str(meta.get("title") or "").strip()
     if not title:
@@ -134,23 +135,36 @@ def parse_markdown_article(text: str, path: Path) -> ParsedArticle:
         names = split_names(names)
     if not isinstance(names, list):
         raise SourceError(f"skipped {path}: `authors` must be a name or a list of names")
-    authors = tuple(_author_from_meta(entry, bio, path) for entry in names)
+    authors = tuple(_author_from_meta(entry, bio, path, warn) for entry in names)
     return ParsedArticle(
         title=title,
         subtitle=str(meta.get("subtitle") or meta.get("deck") or "").strip(),
         body_html=sanitize_html(markdown_to_html(body)),
         authors=authors,
-        url=str(meta["url"]) if meta.get("url") else None,
+        url=_checked_url(meta.get("url"), "url", WEB_SCHEMES, path, warn),
         published=_front_matter_date(meta.get("date"), path),
     )
 
 
-def _author_from_meta(entry: Any, bio: str, path: Path) -> Author:
+def _author_from_meta(entry: Any, bio: str, path: Path, warn: Callable[[str], None]) -> Author:
     if isinstance(entry, str):
         return Author(name=entry.strip(), bio=bio)
     if isinstance(entry, dict) and entry.get("name"):
-        return Author(name=str(entry["name"]), bio=str(entry.get("bio") or bio), url=entry.get("url"))
+        url = _checked_url(entry.get("url"), "author url", LINK_SCHEMES, path, warn)
+        return Author(name=str(entry["name"]), bio=str(entry.get("bio") or bio), url=url)
     raise SourceError(f"skipped {path}: an author must be a name or a table with a name")
+
+
+def _checked_url(
+    value: Any, key: str, schemes: frozenset[str], path: Path, warn: Callable[[str], None]
+) -> str | None:
+    """A front matter URL when it is one we may link to; anything else is left out, with a warning."""
+    if value is None or value == "":
+        return None
+    url = safe_url(value, schemes)
+    if url is None:
+        warn(f"{path}: {key} {value!r} is not {allowed(schemes)}; left it out")
+    return url
 
 
 def split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str]:
