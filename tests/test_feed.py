@@ -18,7 +18,7 @@ from newsletter.config import SourceSettings
 from newsletter.errors import SourceError
 from newsletter.models import Article, stable_id
 from newsletter.sources import collect_articles
-from newsletter.sources.feed import read_feed
+from newsletter.sources.feed import MAX_FEED_BYTES, read_feed
 from newsletter.store import Store
 from newsletter.store.feeds import Feeds
 
@@ -393,6 +393,33 @@ def test_slow_server_times_out(read: Reader, feed_server: FeedServer) -> None:
 def test_unsupported_scheme_is_a_source_error(read: Reader) -> None:
     with pytest.raises(SourceError, match=r"ftp: is not supported"):
         read("ftp://example.org/feed.xml")
+
+
+def test_a_feed_over_the_size_cap_is_skipped_file_or_url_alike(
+    store: Store, project: Path, feed_server: FeedServer, tmp_path: Path
+) -> None:
+    # A real feed padded with a comment to one byte over the cap: valid XML, just too big.
+    wordpress = (FEEDS / "wordpress-rss2.xml").read_bytes()
+    padding = MAX_FEED_BYTES + 1 - len(wordpress) - len(b"<!---->")
+    huge = wordpress + b"<!--" + b"x" * padding + b"-->"
+    assert len(huge) == MAX_FEED_BYTES + 1
+    (tmp_path / "huge.xml").write_bytes(huge)
+    feed_server.routes["/huge.xml"] = (200, huge, {"Content-Type": "application/rss+xml"})
+    (tmp_path / "ok.xml").write_bytes(huge[:MAX_FEED_BYTES])  # at the cap: read
+    sources = [
+        SourceSettings(name="big-file", kind="feed", url=str(tmp_path / "huge.xml")),
+        SourceSettings(name="big-url", kind="feed", url=feed_server.url("/huge.xml")),
+        SourceSettings(name="desk", kind="folder", path=project / "articles"),
+    ]
+    warnings: list[str] = []
+    articles = collect_articles(sources, store.feeds, warnings.append)
+    assert [a.source for a in articles] == ["desk"]
+    assert warnings == [
+        f"source 'big-file': {tmp_path / 'huge.xml'} is larger than 10 MB; skipped it (is it really a feed?)",
+        f"source 'big-url': {feed_server.url('/huge.xml')} is larger than 10 MB; skipped it (is it really a feed?)",
+    ]
+    at_cap = SourceSettings(name="at-cap", kind="feed", url=str(tmp_path / "ok.xml"))
+    assert collect_articles([at_cap], store.feeds, warnings.append)[0].title == "Hello world!"
 
 
 def _closed_port() -> int:

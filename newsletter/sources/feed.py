@@ -45,7 +45,8 @@ ACCEPT = (
     "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
     "application/xml;q=0.9, text/xml;q=0.8, */*;q=0.1"
 )
-# A feed is a few hundred KB at most; anything far larger is not a feed we want in memory.
+# A feed is a few hundred KB at most; anything far larger is not a feed we want in memory
+# (a file or a URL alike).
 MAX_FEED_BYTES = 10 * 1024 * 1024
 _HTML_TYPES = {"text/html", "application/xhtml+xml"}
 _UNTITLED_WORDS = 10
@@ -98,11 +99,14 @@ def fetch_feed(source: SourceSettings, feeds: Feeds) -> FeedDocument:
 
 def read_feed_file(name: str, path: Path) -> FeedDocument:
     try:
-        return FeedDocument(body=path.read_bytes(), base_url=None)
+        with path.open("rb") as file:
+            body = file.read(MAX_FEED_BYTES + 1)
     except OSError as exc:
         raise SourceError(
             f"source {name!r}: cannot read feed file {path} ({exc.strerror}); fix its url"
         ) from None
+    _check_size(name, str(path), body)
+    return FeedDocument(body=body, base_url=None)
 
 
 def fetch_feed_url(source: SourceSettings, feeds: Feeds) -> FeedDocument:
@@ -133,14 +137,19 @@ def fetch_feed_url(source: SourceSettings, feeds: Feeds) -> FeedDocument:
         raise SourceError(
             f"source {source.name!r}: cannot fetch {url} ({_reason(exc, source)})"
         ) from None
-    if len(body) > MAX_FEED_BYTES:
-        raise SourceError(
-            f"source {source.name!r}: {url} is larger than {MAX_FEED_BYTES // (1024 * 1024)} MB; "
-            "is it really a feed?"
-        )
+    _check_size(source.name, url, body)
     feeds.save_cache(url, etag, last_modified, body)
     base_url = urljoin(final_url, content_location) if content_location else final_url
     return FeedDocument(body=body, base_url=base_url)
+
+
+def _check_size(name: str, location: str, body: bytes) -> None:
+    """Read with MAX_FEED_BYTES + 1 as the limit: more than the cap means skip the feed."""
+    if len(body) > MAX_FEED_BYTES:
+        raise SourceError(
+            f"source {name!r}: {location} is larger than {MAX_FEED_BYTES // (1024 * 1024)} MB; "
+            "skipped it (is it really a feed?)"
+        )
 
 
 def _reason(exc: BaseException, source: SourceSettings) -> str:
