@@ -280,6 +280,30 @@ def test_feed_html_is_sanitized(read: Reader, tmp_path: Path) -> None:
     assert article.title == "Hostile entry"
 
 
+def test_relative_links_without_a_feed_url_resolve_against_the_entry_link(read: Reader, tmp_path: Path) -> None:
+    path = tmp_path / "nobase.xml"
+    path.write_text(
+        """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>t</title>
+<item><title>Linked</title><link>https://example.org/news/one</link>
+  <description><![CDATA[<p><a href="/about">About</a> <img src="chart.png" alt="c"></p>]]></description></item>
+<item><title>Unlinked</title>
+  <description><![CDATA[<p><a href="/about">About</a> <img src="chart.png" alt="c"></p>]]></description></item>
+</channel></rss>""",
+        encoding="utf-8",
+    )
+    articles = read.by_title(path)
+    assert articles["Linked"].body_html == (
+        '<p><a href="https://example.org/about" rel="noopener">About</a> '
+        '<img alt="c" src="https://example.org/news/chart.png"></p>'
+    )
+    assert articles["Unlinked"].body_html == '<p><a rel="noopener">About</a> </p>'
+    assert read.warnings == [
+        "source 'news': dropped 2 links or images with no web address (first: /about); "
+        "relative ones need the feed's URL or an entry link"
+    ]
+
+
 # --- HTTP -----------------------------------------------------------------------------
 
 

@@ -70,14 +70,20 @@ def read_feed(source: SourceSettings, feeds: Feeds, warn: Warn) -> list[Article]
     now = datetime.now(timezone.utc)
     articles = []
     skipped = 0
+    dropped: list[str] = []
     for entry in parsed.entries:
-        article = entry_to_article(source.name, entry, feed_authors, feeds, now)
+        article = entry_to_article(source.name, entry, feed_authors, feeds, now, dropped.append)
         if article is None:
             skipped += 1
         else:
             articles.append(article)
     if skipped:
         warn(f"source {source.name!r}: skipped {skipped} feed entries with no title, link or text")
+    if dropped:
+        warn(
+            f"source {source.name!r}: dropped {len(dropped)} links or images with no web address "
+            f"(first: {dropped[0]}); relative ones need the feed's URL or an entry link"
+        )
     return articles
 
 
@@ -221,11 +227,16 @@ def _bozo_reason(exc: BaseException | None) -> str:
 
 
 def entry_to_article(
-    source: str, entry: Any, feed_authors: list[str], feeds: Feeds, now: datetime
+    source: str,
+    entry: Any,
+    feed_authors: list[str],
+    feeds: Feeds,
+    now: datetime,
+    unresolved: Callable[[str], None],
 ) -> Article | None:
     """The Article an entry describes, or None for an empty entry (nothing to show)."""
-    body_html = sanitize_html(_body_html(entry))
     url = _entry_url(entry)
+    body_html = sanitize_html(_body_html(entry), base_url=url, unresolved=unresolved)
     title = _plain(entry.get("title", ""), entry.get("title_detail", {}).get("type"))
     if not (title or url or html_to_plain(body_html)):
         return None

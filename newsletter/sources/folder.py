@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from markdown_it import MarkdownIt
 
 from ..errors import SourceError
 from ..models import Article, Author, stable_id
@@ -136,12 +137,20 @@ def parse_markdown_article(text: str, path: Path, warn: Callable[[str], None]) -
     if not isinstance(names, list):
         raise SourceError(f"skipped {path}: `authors` must be a name or a list of names")
     authors = tuple(_author_from_meta(entry, bio, path, warn) for entry in names)
+    url = _checked_url(meta.get("url"), "url", WEB_SCHEMES, path, warn)
+    dropped: list[str] = []
+    body_html = sanitize_html(markdown_to_html(body), base_url=url, unresolved=dropped.append)
+    if dropped:
+        warn(
+            f"{path}: dropped links and images with no web address: {', '.join(dropped)} "
+            "(relative ones resolve against the front matter's url; add it)"
+        )
     return ParsedArticle(
         title=title,
         subtitle=str(meta.get("subtitle") or meta.get("deck") or "").strip(),
-        body_html=sanitize_html(markdown_to_html(body)),
+        body_html=body_html,
         authors=authors,
-        url=_checked_url(meta.get("url"), "url", WEB_SCHEMES, path, warn),
+        url=url,
         published=_front_matter_date(meta.get("date"), path),
     )
 
@@ -201,55 +210,9 @@ def _front_matter_date(value: Any, path: Path) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-_INLINE = [
-    (re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)"), r'<img src="\2" alt="\1">'),
-    (re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)"), r'<a href="\2">\1</a>'),
-    (re.compile(r"\*\*(.+?)\*\*"), r"<strong>\1</strong>"),
-    (re.compile(r"(?<![*\w])\*(?!\s)(.+?)(?<!\s)\*(?!\*)"), r"<em>\1</em>"),
-    (re.compile(r"`([^`]+)`"), r"<code>\1</code>"),
-]
+# CommonMark with tables and strikethrough; raw HTML passes to nh3, which decides.
+_MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 
 
 def markdown_to_html(markdown: str) -> str:
-    """A small Markdown subset: paragraphs, #-headings, lists, quotes, emphasis, links, images.
-
-    Articles are prose; this covers what editors write without another dependency. The
-    result is sanitized by the caller, so raw HTML in the Markdown is allowed through nh3.
-    """
-    blocks = []
-    for block in _PARAGRAPH_BREAK.split(markdown.strip()):
-        lines = [line.rstrip() for line in block.strip().split("\n")]
-        if not lines or not lines[0]:
-            continue
-        heading = re.match(r"^(#{1,6})\s+(.*)$", lines[0])
-        if heading and len(lines) == 1:
-            level = len(heading[1])
-            blocks.append(f"<h{level}>{_inline(heading[2])}</h{level}>")
-        elif all(_BULLET.match(line) for line in lines):
-            blocks.append(_list_html("ul", _BULLET, lines))
-        elif all(_NUMBERED.match(line) for line in lines):
-            blocks.append(_list_html("ol", _NUMBERED, lines))
-        elif all(line.startswith(">") for line in lines):
-            inner = " ".join(line.lstrip("> ").strip() for line in lines)
-            blocks.append(f"<blockquote><p>{_inline(inner)}</p></blockquote>")
-        elif lines[0].lstrip().startswith("<"):
-            blocks.append("\n".join(lines))
-        else:
-            blocks.append("<p>" + "<br>".join(_inline(l) for l in lines) + "</p>")
-    return "\n".join(blocks)
-
-
-_BULLET = re.compile(r"^\s*[-*+]\s+")
-_NUMBERED = re.compile(r"^\s*\d+[.)]\s+")
-
-
-def _list_html(tag: str, marker: re.Pattern[str], lines: list[str]) -> str:
-    items = "".join(f"<li>{_inline(marker.sub('', line))}</li>" for line in lines)
-    return f"<{tag}>{items}</{tag}>"
-
-
-def _inline(text: str) -> str:
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    for pattern, replacement in _INLINE:
-        text = pattern.sub(replacement, text)
-    return text
+    return _MARKDOWN.render(markdown)
