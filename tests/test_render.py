@@ -140,8 +140,23 @@ def test_select_articles_by_window_newest_first_capped_and_not_carried(config) -
 
 def test_config_bio_wins_over_the_article_bio_else_the_article_bio() -> None:
     registry = {"Ann": AuthorSettings(bio="From config.", url="https://example.org/ann")}
-    resolved = resolve_authors((Author("Ann", "From article."), Author("Bo", "Bo's own.")), registry)
-    assert resolved == (Author("Ann", "From config.", "https://example.org/ann"), Author("Bo", "Bo's own."))
+    [resolved] = resolve_authors(
+        [replace(article(1), authors=(Author("Ann", "From article."), Author("Bo", "Bo's own.")))], registry
+    )
+    assert resolved.authors == (Author("Ann", "From config.", "https://example.org/ann"), Author("Bo", "Bo's own."))
+
+
+def test_a_bio_one_article_carries_serves_the_authors_other_articles_in_the_issue() -> None:
+    articles = [
+        article(1, authors=(Author("Bo"),)),
+        article(2, authors=(Author("Bo", "Bo reports from Kyiv.", "https://example.org/bo"), Author("Cy"))),
+        article(3, authors=(Author("Bo", "A later, different bio."),)),
+        article(4, authors=(Author("Ann"),)),
+    ]
+    registry = {"Ann": AuthorSettings(url="https://example.org/ann")}
+    resolved = resolve_authors(articles, registry)
+    bo = Author("Bo", "Bo reports from Kyiv.", "https://example.org/bo")
+    assert [a.authors for a in resolved] == [(bo,), (bo, Author("Cy")), (bo,), (Author("Ann", "", "https://example.org/ann"),)]
 
 
 def test_next_issue_reads_the_folder_and_uses_the_author_registry(config) -> None:
