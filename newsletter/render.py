@@ -29,11 +29,17 @@ from .config import Config, DigestSettings
 from .errors import TemplateError
 from .models import Article, IssueContent
 
+class Placeholder(str):
+    """A personal placeholder as templates receive it: the one value the template
+    environment prints with its marker intact (see `_neutralize_output`)."""
+
+
+MARKER_PREFIX = "%%NL_"
 # The personal values of a message, as they stand in the rendered issue.
 PLACEHOLDERS: dict[str, str] = {
-    "unsubscribe_url": "%%NL_UNSUBSCRIBE_URL%%",
-    "name": "%%NL_NAME%%",
-    "email": "%%NL_EMAIL%%",
+    "unsubscribe_url": Placeholder(f"{MARKER_PREFIX}UNSUBSCRIBE_URL%%"),
+    "name": Placeholder(f"{MARKER_PREFIX}NAME%%"),
+    "email": Placeholder(f"{MARKER_PREFIX}EMAIL%%"),
 }
 # What a reader of the public web archive sees instead of a subscriber's own values.
 NEUTRAL_VALUES: dict[str, str] = {"unsubscribe_url": "#unsubscribe", "name": "reader", "email": "you"}
@@ -77,6 +83,23 @@ class PersonalTemplate:
         return "".join(out)
 
 
+def neutralize_markers(text: str) -> str:
+    """Source text (articles, feeds, config, names) with the marker syntax broken by a
+    zero-width space: it reads the same and can never become a personal placeholder."""
+    return text.replace(MARKER_PREFIX, "%%\u200bNL_")
+
+
+def _neutralize_output(value: Any) -> Any:
+    """Jinja's finalize hook: every value a template prints passes here, so nothing but
+    our own Placeholder objects can put a marker into the rendered issue."""
+    if isinstance(value, Placeholder):
+        return value
+    text = str(value)
+    if MARKER_PREFIX not in text:
+        return value
+    return Markup(neutralize_markers(text)) if isinstance(value, Markup) else neutralize_markers(text)
+
+
 def personal_values(unsubscribe_url: str, name: str, email: str) -> dict[str, str]:
     """The values for one recipient; an empty name reads as 'reader'."""
     return {"unsubscribe_url": unsubscribe_url, "name": name or "reader", "email": email}
@@ -95,6 +118,7 @@ def template_environment(config: Config) -> jinja2.Environment:
             default_for_string=False,
         ),
         undefined=jinja2.StrictUndefined,
+        finalize=_neutralize_output,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
