@@ -19,7 +19,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import html2text
 import jinja2
 from markupsafe import Markup
 from mjml import mjml2html
@@ -28,6 +27,8 @@ from premailer import Premailer
 from .config import Config, DigestSettings
 from .errors import TemplateError
 from .models import Article, IssueContent
+from .text import html_to_text, wrap
+from .urls import archive_url
 
 class Placeholder(str):
     """A personal placeholder as templates receive it: the one value the template
@@ -39,10 +40,17 @@ MARKER_PREFIX = "%%NL_"
 PLACEHOLDERS: dict[str, str] = {
     "unsubscribe_url": Placeholder(f"{MARKER_PREFIX}UNSUBSCRIBE_URL%%"),
     "name": Placeholder(f"{MARKER_PREFIX}NAME%%"),
+    # A space and the first name, or nothing: "Hello{first_name}," reads "Hello Ada," or "Hello,".
+    "first_name": Placeholder(f"{MARKER_PREFIX}FIRST_NAME%%"),
     "email": Placeholder(f"{MARKER_PREFIX}EMAIL%%"),
 }
 # What a reader of the public web archive sees instead of a subscriber's own values.
-NEUTRAL_VALUES: dict[str, str] = {"unsubscribe_url": "#unsubscribe", "name": "reader", "email": "you"}
+NEUTRAL_VALUES: dict[str, str] = {
+    "unsubscribe_url": "#unsubscribe",
+    "name": "reader",
+    "first_name": "",
+    "email": "you",
+}
 
 GMAIL_CLIP_BYTES = 102 * 1024
 
@@ -101,8 +109,15 @@ def _neutralize_output(value: Any) -> Any:
 
 
 def personal_values(unsubscribe_url: str, name: str, email: str) -> dict[str, str]:
-    """The values for one recipient; an empty name reads as 'reader'."""
-    return {"unsubscribe_url": unsubscribe_url, "name": name or "reader", "email": email}
+    """The values for one recipient; an empty name reads as 'reader' and has no first name."""
+    words = name.split(maxsplit=1)
+    first = words[0].rstrip(",") if words else ""
+    return {
+        "unsubscribe_url": unsubscribe_url,
+        "name": name or "reader",
+        "first_name": f" {first}" if first else "",
+        "email": email,
+    }
 
 
 def template_environment(config: Config) -> jinja2.Environment:
@@ -124,6 +139,7 @@ def template_environment(config: Config) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["as_text"] = html_to_text
+    env.filters["wrap"] = wrap
     env.filters["date"] = lambda moment, fmt="%B %-d, %Y": moment.strftime(fmt)
     return env
 
@@ -168,8 +184,11 @@ def template_context(config: Config, content: IssueContent) -> dict[str, Any]:
         "date": content.created.astimezone(settings.tz),
         "unsubscribe_url": PLACEHOLDERS["unsubscribe_url"],
         "subscriber_name": PLACEHOLDERS["name"],
+        "subscriber_first_name": PLACEHOLDERS["first_name"],
         "subscriber_email": PLACEHOLDERS["email"],
         "number": content.number,
+        "archive_url": archive_url(settings.base_url, content.digest),
+        "issue_url": archive_url(settings.base_url, content.digest, content.number),
     }
 
 
@@ -267,14 +286,6 @@ def render_text(
     except jinja2.TemplateNotFound:
         return html_to_text(rendered_html)
     return render_template(env, name, context)
-
-
-def html_to_text(fragment: str) -> str:
-    converter = html2text.HTML2Text(bodywidth=0)
-    converter.ignore_images = True
-    converter.inline_links = False  # links as numbered references keep paragraphs readable
-    converter.protect_links = True
-    return converter.handle(str(fragment)).strip()
 
 
 _IMG = re.compile(r"<img\b[^>]*>", re.I)

@@ -106,7 +106,7 @@ def test_the_message_carries_the_headers_and_both_parts(
     assert (text.get_content_type(), html.get_content_type()) == ("text/plain", "text/html")
     for part in (text, html):
         body = part.get_content()
-        assert "Hello Ada Lovelace" in body
+        assert "Hello Ada, here is this week's story." in body
         assert url in body and "1 Test Street, Testville" in body
         assert "%%NL_" not in body
     assert "Zelensky" in html.get_content()

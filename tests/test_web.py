@@ -246,7 +246,7 @@ def test_archive_index_issue_and_feed_carry_no_personal_token(site: Site) -> Non
     assert issue_mail["Subject"] in index.text
     assert f"{site.url}/archive/weekly/1" in index.text
     assert "Zelensky Says NATO Should Shoot Down Russian Missiles" in issue.text
-    assert "Hello reader" in issue.text
+    assert "Hello, here is this week's story." in issue.text
     assert feed.headers["content-type"].startswith("application/atom+xml")
     atom = "{http://www.w3.org/2005/Atom}"
     entries = ElementTree.fromstring(feed.content).findall(f"{atom}entry")
