@@ -197,6 +197,7 @@ class SendPlan:
             config,
             list_id=self.list.id,
             list_slug=self.list.slug,
+            digest=self.digest.name,
             label=f"{self.digest.name}-{self.number}.{self.created:%Y%m%d%H%M%S}",
             subject=self.subject,
             html_part=html_part,
