@@ -32,6 +32,7 @@ _MIN_KEY_BITS = 1024
 # The signature goes out in pieces that fit a folded line (whitespace in b= is ignored).
 _B_FIRST = 40
 _B_CHUNK = 72
+_H_CHUNK = 60
 
 
 class DkimSigner:
@@ -62,11 +63,9 @@ class DkimSigner:
         names = [name.lower() for name, _ in fields] + [n.lower() for n in oversign if n.lower() in present]
         now = int(time.time()) if now is None else now
         # The tags as words of the header's value; each space between two words is where
-        # the header may be folded (FWS is allowed after h='s colons too).
-        words = [f"v=1; a=rsa-sha256; c=relaxed/simple; d={self.domain}; s={self.selector}; t={now};"]
-        words[0:1] = words[0].split(" ")
-        words += ["h=" + names[0] + ":", *(name + ":" for name in names[1:])]
-        words[-1] = words[-1][:-1] + ";"
+        # the header may be folded (h= is cut after a colon, where FWS is allowed too).
+        words = f"v=1; a=rsa-sha256; c=relaxed/simple; d={self.domain}; s={self.selector}; t={now};".split(" ")
+        words += _cut_after_colons("h=" + ":".join(names) + ";", _H_CHUNK)
         words += [f"bh={body_hash};", "b="]
         # Relaxed canonicalization turns each fold (CRLF + space) back into one space, so the
         # header as written canonicalizes to exactly this signed text. An over-signed name
@@ -78,6 +77,17 @@ class DkimSigner:
         words[-1] += encoded[:_B_FIRST]
         words += [encoded[i : i + _B_CHUNK] for i in range(_B_FIRST, len(encoded), _B_CHUNK)]
         return (fold_words("DKIM-Signature:", words) + CRLF).encode()
+
+
+def _cut_after_colons(value: str, size: int) -> list[str]:
+    """`value` in pieces of about `size` characters, each ending at a colon (or the end)."""
+    pieces = [""]
+    for part in value.split(":"):
+        if pieces[-1] and len(pieces[-1]) + len(part) > size:
+            pieces.append("")
+        pieces[-1] += part + ":"
+    pieces[-1] = pieces[-1][:-1]
+    return pieces
 
 
 def load_private_key(path: Path) -> rsa.RSAPrivateKey:
