@@ -9,6 +9,7 @@ config file, never to the working directory.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import types
 import typing
@@ -128,6 +129,8 @@ class DigestSettings:
     excerpt_words: int = 60
     # Names of the sources this digest draws on; empty means all of them.
     sources: tuple[str, ...] = ()
+    # The language of its articles (BCP 47), for screen readers and hyphenation.
+    lang: str = "en"
 
 
 @dataclass(frozen=True)
@@ -285,6 +288,11 @@ class _ConfigReader:
 
     def digest(self, name: str, entry: Any) -> DigestSettings:
         digest = self.table(DigestSettings, entry, f"[digests.{name}]")
+        if not _LANGUAGE_TAG.fullmatch(digest.lang):
+            self.fail(
+                f"[digests.{name}].lang",
+                f"{digest.lang!r} is not a language tag; use a BCP 47 tag such as \"en\", \"de\" or \"pt-BR\"",
+            )
         return replace(digest, name=name)
 
     def check(self, config: Config) -> None:
@@ -362,6 +370,8 @@ class _ConfigReader:
 
 
 _TYPE_NAMES = {str: "string", bool: "boolean (true or false)"}
+# A BCP 47 language tag, loosely: a language, then subtags (script, region, variant).
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
 
 
 def sqlite_url_relative_to(url: str, root: Path) -> str:

@@ -26,6 +26,7 @@ from premailer import Premailer
 
 from .config import Config, DigestSettings
 from .errors import TemplateError
+from .images import IMG_TAG, attributes, fit_images
 from .models import Article, IssueContent
 from .text import html_to_text, wrap
 from .urls import archive_url
@@ -53,6 +54,11 @@ NEUTRAL_VALUES: dict[str, str] = {
 }
 
 GMAIL_CLIP_BYTES = 102 * 1024
+# The digest's layout in pixels: the body, the padding either side of the text, and the
+# text column between (images are sized to it for Outlook).
+BODY_WIDTH = 640
+GUTTER = 24
+COLUMN_WIDTH = BODY_WIDTH - 2 * GUTTER
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,7 @@ def template_environment(config: Config) -> jinja2.Environment:
 def render_issue(config: Config, digest: DigestSettings, content: IssueContent) -> RenderedIssue:
     """Every expensive step, once per issue, timed for the benchmark."""
     env = template_environment(config)
-    context = template_context(config, content)
+    context = template_context(config, digest, content)
     timings: dict[str, float] = {}
 
     def timed(stage: str, work: Callable[[], str]) -> str:
@@ -158,7 +164,7 @@ def render_issue(config: Config, digest: DigestSettings, content: IssueContent) 
 
     mjml = timed("jinja", lambda: render_template(env, digest.template, context))
     compiled = timed("mjml", lambda: compile_mjml(mjml, digest.template))
-    inlined = timed("inline", lambda: inline_css(compiled))
+    inlined = timed("inline", lambda: fit_images(inline_css(compiled), COLUMN_WIDTH))
     text = timed("text", lambda: render_text(env, digest.text_template, context, inlined))
     return RenderedIssue(
         subject=content.subject,
@@ -169,9 +175,11 @@ def render_issue(config: Config, digest: DigestSettings, content: IssueContent) 
     )
 
 
-def template_context(config: Config, content: IssueContent) -> dict[str, Any]:
+def template_context(config: Config, digest: DigestSettings, content: IssueContent) -> dict[str, Any]:
     settings = config.newsletter
     return {
+        "lang": digest.lang,
+        "layout": {"width": BODY_WIDTH, "gutter": GUTTER, "column": COLUMN_WIDTH},
         "newsletter": {
             "name": settings.name,
             "postal_address": settings.postal_address,
@@ -204,7 +212,15 @@ def article_context(article: Article) -> dict[str, Any]:
         "authors": article.authors,
         "published": article.published,
         "source": article.source,
+        # The lead image goes above the excerpt; above a whole body only if the body lacks it.
+        "image": article.image if article.url or not _body_shows_image(article) else None,
     }
+
+
+def _body_shows_image(article: Article) -> bool:
+    return article.image is not None and any(
+        attributes(tag).get("src") == html.escape(article.image.src) for tag in IMG_TAG.findall(article.body_html)
+    )
 
 
 def render_subject(expression: str, context: Mapping[str, Any], digest_name: str) -> str:
@@ -272,6 +288,9 @@ def inline_css(document: str) -> str:
         strip_important=False,
         remove_classes=False,
         disable_validation=True,
+        # No height attributes from CSS: `height: auto` would become the invalid height="auto"
+        # and replace an image's real height (images.fit_images writes heights).
+        disable_basic_attributes=["height"],
         allow_network=False,
         cssutils_logging_level=logging.CRITICAL,
     ).transform(pretty_print=False)
@@ -288,10 +307,6 @@ def render_text(
     return render_template(env, name, context)
 
 
-_IMG = re.compile(r"<img\b[^>]*>", re.I)
-_ALT = re.compile(r"""\balt\s*=\s*(["'])\s*\S""", re.I)
-
-
 def preview_warnings(document: str) -> list[str]:
     warnings = []
     size = len(document.encode("utf-8"))
@@ -300,11 +315,11 @@ def preview_warnings(document: str) -> list[str]:
             f"the HTML is {size / 1024:.0f} KB; Gmail clips messages at 102 KB: "
             "lower max_articles or excerpt_words"
         )
-    for tag in _IMG.findall(document):
-        if not _ALT.search(tag):
-            src = re.search(r"""src\s*=\s*["']([^"']*)""", tag, re.I)
+    for tag in IMG_TAG.findall(document):
+        found = attributes(tag)
+        if not found.get("alt", "").strip():
             warnings.append(
-                f"image {src.group(1) if src else '(no src)'} has no alt text; "
+                f"image {found.get('src') or '(no src)'} has no alt text; "
                 "readers with images off or screen readers see nothing"
             )
     return warnings

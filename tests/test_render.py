@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.compose import next_issue, resolve_authors, select_articles
-from newsletter.config import AuthorSettings, load_config
+from newsletter.config import AuthorSettings
 from newsletter.errors import TemplateError
 from newsletter.models import Article, Author, IssueContent
 from newsletter.render import (
@@ -52,7 +52,7 @@ def test_html_has_css_inlined_author_footers_and_placeholders(config) -> None:
     html = rendered.html
     assert '<h2 class="article-title" style="font-size:24px' in html  # class rule inlined
     assert "@media only screen and (max-width: 480px)" in html  # media queries kept
-    assert html.count('class="author-footer"') == 2
+    assert html.count('class="author-box"') == 1  # Bo Kim has no bio: no footer
     assert "Ann covers Europe." in html
     assert '<a href="https://example.org/bo"' in html
     for name in ("unsubscribe_url", "first_name", "email"):
@@ -61,10 +61,10 @@ def test_html_has_css_inlined_author_footers_and_placeholders(config) -> None:
     assert "1 Test Street, Testville" in html and "1 Test Street, Testville" in rendered.text
 
 
-def test_author_without_bio_gets_a_footer_with_the_name_alone(config) -> None:
+def test_author_without_bio_is_named_once_in_the_byline_with_no_footer(config) -> None:
     rendered = render_issue(config, config.digest("weekly"), content(article(1, authors=(Author("Solo"),))))
-    footer = rendered.html.split('class="author-footer"')[1].split("</div>")[0]
-    assert "Solo" in footer and "author-bio" not in footer
+    assert rendered.html.count("Solo") == 1 and 'class="author-box"' not in rendered.html
+    assert rendered.text.count("Solo") == 1 and "-- Solo" not in rendered.text
 
 
 def test_article_with_url_shows_excerpt_and_read_more_else_whole_body(config) -> None:
@@ -111,7 +111,7 @@ def test_a_template_in_the_config_folder_overrides_the_packaged_one(project: Pat
     (project / "templates" / "partials" / "author_footer.mjml.j2").write_text(
         "<mj-section><mj-column><mj-text>CUSTOM {{ author.name }}</mj-text></mj-column></mj-section>\n"
     )
-    rendered = render_issue(config, config.digest("weekly"), content(article(1, authors=(Author("Ann"),))))
+    rendered = render_issue(config, config.digest("weekly"), content(article(1, authors=(Author("Ann", "Bio."),))))
     assert "CUSTOM Ann" in rendered.html
 
 
