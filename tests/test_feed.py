@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from newsletter.cli import app
 from newsletter.config import SourceSettings
 from newsletter.errors import SourceError
-from newsletter.models import Article, stable_id
+from newsletter.models import Article, Image, stable_id
 from newsletter.sources import collect_articles
 from newsletter.sources.feed import MAX_FEED_BYTES, read_feed
 from newsletter.store import Store
@@ -302,6 +302,44 @@ def test_relative_links_without_a_feed_url_resolve_against_the_entry_link(read: 
         "source 'news': dropped 2 links or images with no web address (first: /about); "
         "relative ones need the feed's URL or an entry link"
     ]
+
+
+def test_lead_images_from_media_content_enclosures_or_the_content(read: Reader, tmp_path: Path) -> None:
+    path = tmp_path / "images.xml"
+    path.write_text(
+        """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"
+     xmlns:content="http://purl.org/rss/1.0/modules/content/">
+<channel><title>t</title><link>https://example.org/</link>
+<item><title>Media</title><link>https://example.org/1</link>
+  <media:content url="https://cdn.example.org/1.jpg" medium="image" width="1600" height="900"/>
+  <description>One.</description></item>
+<item><title>Video first</title><link>https://example.org/2</link>
+  <media:content url="https://cdn.example.org/2.mp4" type="video/mp4"/>
+  <media:content url="https://cdn.example.org/2.png"/>
+  <description>Two.</description></item>
+<item><title>Enclosure</title><link>https://example.org/3</link>
+  <enclosure url="https://cdn.example.org/3.mp3" type="audio/mpeg" length="1"/>
+  <enclosure url="https://cdn.example.org/3.webp" type="image/webp" length="1"/>
+  <description>Three.</description></item>
+<item><title>Content</title><link>https://example.org/4</link>
+  <content:encoded><![CDATA[<p>Text <img src="data:image/png;base64,AAAA" alt="no">
+  <img src="/img/4.jpg" alt="A &amp; B" width="300"></p>]]></content:encoded></item>
+<item><title>Hostile</title><link>https://example.org/5</link>
+  <media:content url="javascript:alert(1)" medium="image"/>
+  <enclosure url="file:///etc/passwd" type="image/png" length="1"/>
+  <description>Five.</description></item>
+</channel></rss>""",
+        encoding="utf-8",
+    )
+    images = {title: article.image for title, article in read.by_title(path).items()}
+    assert images == {
+        "Media": Image("https://cdn.example.org/1.jpg", "Media", 1600),
+        "Video first": Image("https://cdn.example.org/2.png", "Video first"),
+        "Enclosure": Image("https://cdn.example.org/3.webp", "Enclosure"),
+        "Content": Image("https://example.org/img/4.jpg", "A & B", 300),
+        "Hostile": None,
+    }
 
 
 # --- HTTP -----------------------------------------------------------------------------

@@ -30,7 +30,8 @@ import feedparser
 from .. import __version__
 from ..config import SourceSettings
 from ..errors import SourceError
-from ..models import Article, Author, stable_id
+from ..images import IMG_TAG, attributes, pixels
+from ..models import Article, Author, Image, stable_id
 from ..urls import WEB_SCHEMES, safe_url
 from .folder import split_names
 from .sanitize import excerpt, html_to_plain, sanitize_html
@@ -49,6 +50,7 @@ ACCEPT = (
 # (a file or a URL alike).
 MAX_FEED_BYTES = 10 * 1024 * 1024
 _HTML_TYPES = {"text/html", "application/xhtml+xml"}
+_IMAGE_PATH = re.compile(r"\.(?:jpe?g|png|gif|webp|avif)$", re.I)
 _UNTITLED_WORDS = 10
 
 
@@ -241,9 +243,10 @@ def entry_to_article(
     if not (title or url or html_to_plain(body_html)):
         return None
     article_id = stable_id(source, entry.get("id") or entry.get("link") or title)
+    title = title or excerpt(body_html, _UNTITLED_WORDS) or url or "Untitled"
     return Article(
         id=article_id,
-        title=title or excerpt(body_html, _UNTITLED_WORDS) or url or "Untitled",
+        title=title,
         subtitle=_plain(entry.get("subtitle", ""), entry.get("subtitle_detail", {}).get("type")),
         url=url,
         authors=tuple(Author(name=name) for name in _author_names(entry) or feed_authors),
@@ -251,7 +254,39 @@ def entry_to_article(
         excerpt=_excerpt(entry, body_html),
         published=_published(entry) or feeds.first_seen(article_id, now),
         source=source,
+        image=lead_image(entry, body_html, title),
     )
+
+
+def lead_image(entry: Any, body_html: str, title: str) -> Image | None:
+    """The entry's image: media:content or an enclosure of an image type, else the first
+    image of its (sanitized) content. Only http(s) URLs; the alt text is the image's own
+    or the article's title (feedparser folds media:title and media:description into the
+    entry's own title and summary)."""
+    for media in entry.get("media_content", []):
+        if _is_image(media.get("medium"), media.get("type"), media.get("url")):
+            src = safe_url(media.get("url"), WEB_SCHEMES)
+            if src:
+                return Image(src, title, pixels(media.get("width")))
+    for enclosure in entry.get("enclosures", []):
+        if str(enclosure.get("type", "")).startswith("image/"):
+            src = safe_url(enclosure.get("href"), WEB_SCHEMES)
+            if src:
+                return Image(src, title)
+    for tag in IMG_TAG.findall(body_html):
+        found = attributes(tag)
+        src = safe_url(html.unescape(found.get("src", "")), WEB_SCHEMES)
+        if src:
+            alt = html.unescape(found.get("alt") or found.get("title") or "").strip()
+            return Image(src, alt or title, pixels(found.get("width")))
+    return None
+
+
+def _is_image(medium: object, content_type: object, url: object) -> bool:
+    """media:content says so by medium or type; without either, the URL's extension does."""
+    if medium or content_type:
+        return medium == "image" or str(content_type or "").startswith("image/")
+    return bool(_IMAGE_PATH.search(urlsplit(str(url or "")).path))
 
 
 def _body_html(entry: Any) -> str:
