@@ -259,6 +259,26 @@ def test_archive_index_issue_and_feed_carry_no_personal_token(site: Site) -> Non
     assert site.http.get("/archive/nope").status_code == 404
 
 
+def test_no_javascript_link_reaches_the_mail_or_the_archive(site: Site) -> None:
+    (site.config.root / "articles" / "hostile.md").write_text(
+        '---\ntitle: Hostile links\nurl: "javascript:alert(document.cookie)"\n'
+        'authors:\n  - name: Eve\n    url: "javascript:alert(1)"\n    bio: Eve writes.\n---\n'
+        "[click](javascript:alert(2)) and <a href=\"JaVaScRiPt:alert(3)\">this</a>.\n",
+        encoding="utf-8",
+    )
+    send_digest(site.config, site.store, "weekly")
+    mail = outbox_messages(site.config)[0]
+    html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    issue = site.http.get("/archive/weekly/1")
+
+    assert issue.status_code == 200 and "Hostile links" in issue.text and "Hostile links" in html
+    for page in (html, issue.text):
+        # Markdown leaves "[click](javascript:...)" as plain text; no link carries the scheme.
+        assert not re.search(r"""(?:href|src)\s*=\s*["']?\s*javascript:""", page, re.I)
+        assert "JaVaScRiPt" not in page and ">this</a>" in page
+        assert "Eve writes." in page
+
+
 def test_rate_limiter_window_slides() -> None:
     now = [0.0]
     limiter = RateLimiter(2, 3600, clock=lambda: now[0])
