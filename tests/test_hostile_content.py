@@ -1,17 +1,20 @@
-"""Hostile article and feed text against the real pipeline: nothing it holds may become
-a personal placeholder, and no link but http(s) and mailto reaches a message."""
+"""Hostile article, feed, config and subscriber text against the real pipeline: nothing
+it holds may become a personal placeholder, and no link but http(s) and mailto reaches
+a message."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from email.utils import format_datetime
 from datetime import datetime, timezone
+from email import message_from_bytes, policy
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 from smtp_server import SmtpTestServer, configure, subscribe
 
+from newsletter.config import load_config
 from newsletter.sender import send_digest
 from newsletter.store import Store
 
@@ -63,4 +66,26 @@ def test_feed_text_never_becomes_a_personal_value_in_the_sent_message(
         assert "Pixel Ada" not in body and "Hi Ada" not in body
         assert "%%NL_" not in body
         assert "javascript:" not in body
+    store.close()
+
+
+def test_config_strings_and_names_never_become_personal_values(project: Path) -> None:
+    path = project / "config.toml"
+    text = path.read_text(encoding="utf-8")
+    text = text.replace('postal_address = "1 Test Street, Testville"', 'postal_address = "PO Box %%NL_EMAIL%%"')
+    path.write_text(text, encoding="utf-8")
+    config = load_config(path)
+    store = Store(config.database.url)
+    store.lists.create("weekly", "Test Weekly")
+    subscribe(store, "weekly", [("ada@example.org", "%%NL_UNSUBSCRIBE_URL%% Ada")])
+
+    send_digest(config, store, "weekly")
+
+    [eml] = config.delivery.outbox.rglob("*.eml")
+    message = message_from_bytes(eml.read_bytes(), policy=policy.default)
+    for part in message.iter_parts():
+        body = part.get_content()  # type: ignore[attr-defined]
+        assert "PO Box %%\u200bNL_EMAIL%%" in body and "PO Box ada@" not in body
+        assert "%%NL_" not in body and "/u/" not in body.split("Hello", 1)[1].split(",", 1)[0]
+    assert "%%\u200bNL_UNSUBSCRIBE_URL%% Ada" in str(message["To"])
     store.close()
