@@ -58,6 +58,8 @@ OVERSIGNED_HEADERS = ("From", "To", "Subject", "List-Unsubscribe", "List-Unsubsc
 _CONTROLS = {code: " " for code in [*range(0x20), *range(0x7F, 0xA0)]}
 # A display name with any of these must be a quoted-string (RFC 5322 3.2.3 specials).
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+
+
 @dataclass(frozen=True)
 class Recipient:
     email: str

@@ -3,6 +3,8 @@
 Per-recipient values are placeholders in the result (`PLACEHOLDERS`); they survive MJML
 and premailer untouched and are filled later by `PersonalTemplate`, a plain
 substitution that costs microseconds, so the expensive stages here run once per issue.
+Only the placeholders themselves can put a marker into the result: any other value a
+template prints has the marker syntax broken (`neutralize_markers`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .images import IMG_TAG, attributes, fit_images
 from .models import Article, IssueContent
 from .text import html_to_text, wrap
 from .urls import archive_url
+
 
 class Placeholder(str):
     """A personal placeholder as templates receive it: the one value the template
@@ -219,7 +222,8 @@ def article_context(article: Article) -> dict[str, Any]:
 
 def _body_shows_image(article: Article) -> bool:
     return article.image is not None and any(
-        attributes(tag).get("src") == html.escape(article.image.src) for tag in IMG_TAG.findall(article.body_html)
+        html.unescape(attributes(tag).get("src", "")) == article.image.src
+        for tag in IMG_TAG.findall(article.body_html)
     )
 
 
