@@ -27,12 +27,8 @@ def next_issue(
     articles = collect_articles(sources, store.feeds, warn)
     chosen = select_articles(articles, digest, store.issues.carried_article_ids(digest.name), now)
     chosen = [
-        replace(
-            article,
-            authors=resolve_authors(article.authors, config.authors),
-            excerpt=excerpt(article.excerpt or article.body_html, digest.excerpt_words),
-        )
-        for article in chosen
+        replace(article, excerpt=excerpt(article.excerpt or article.body_html, digest.excerpt_words))
+        for article in resolve_authors(chosen, config.authors)
     ]
     number = store.issues.next_number(digest.name)
     subject_context = {
@@ -67,15 +63,16 @@ def select_articles(
     return newest_first[: digest.max_articles]
 
 
-def resolve_authors(authors: tuple[Author, ...], registry: dict[str, AuthorSettings]) -> tuple[Author, ...]:
-    """The config's [authors."NAME"] bio and url win over what the article carries."""
-    resolved = []
-    for author in authors:
-        entry = registry.get(author.name)
-        if entry is None:
-            resolved.append(author)
-        else:
-            resolved.append(
-                Author(name=author.name, bio=entry.bio or author.bio, url=entry.url or author.url)
-            )
-    return tuple(resolved)
+def resolve_authors(articles: list[Article], registry: dict[str, AuthorSettings]) -> list[Article]:
+    """One bio and url per author across the issue: the config's [authors."NAME"] first,
+    else the first article of the issue that carries one, so an author reads the same
+    under every article."""
+    known: dict[str, Author] = {}
+    for author in (author for article in articles for author in article.authors):
+        seen = known.get(author.name, Author(author.name))
+        known[author.name] = Author(author.name, seen.bio or author.bio, seen.url or author.url)
+    for name, seen in known.items():
+        entry = registry.get(name)
+        if entry is not None:
+            known[name] = Author(name, entry.bio or seen.bio, entry.url or seen.url)
+    return [replace(a, authors=tuple(known[author.name] for author in a.authors)) for a in articles]

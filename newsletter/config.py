@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from . import addresses
 from .errors import AddressError, ConfigError, SecretError
 from .proxies import TrustedProxies, parse_networks
+from .urls import allowed, safe_url
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 DEFAULT_CONFIG = "config.toml"
@@ -149,6 +151,8 @@ class DigestSettings:
     excerpt_words: int = 60
     # Names of the sources this digest draws on; empty means all of them.
     sources: tuple[str, ...] = ()
+    # The language of its articles (BCP 47), for screen readers and hyphenation.
+    lang: str = "en"
 
 
 @dataclass(frozen=True)
@@ -259,10 +263,7 @@ class _ConfigReader:
         sources = tuple(
             self.source(entry, i) for i, entry in enumerate(self.list_of(raw, "sources"))
         )
-        authors = {
-            name: self.table(AuthorSettings, entry, f'[authors."{name}"]')
-            for name, entry in self.dict_of(raw, "authors").items()
-        }
+        authors = {name: self.author(name, entry) for name, entry in self.dict_of(raw, "authors").items()}
         digests = {
             name: self.digest(name, entry) for name, entry in self.dict_of(raw, "digests").items()
         }
@@ -300,8 +301,20 @@ class _ConfigReader:
             return replace(source, url=str(self.root / source.url))  # type: ignore[operator]
         return source
 
+    def author(self, name: str, entry: Any) -> AuthorSettings:
+        where = f'[authors."{name}"]'
+        author = self.table(AuthorSettings, entry, where)
+        if author.url is not None and safe_url(author.url) is None:
+            self.fail(f"{where}.url", f"{author.url!r} is not {allowed()}; fix or remove it")
+        return author
+
     def digest(self, name: str, entry: Any) -> DigestSettings:
         digest = self.table(DigestSettings, entry, f"[digests.{name}]")
+        if not _LANGUAGE_TAG.fullmatch(digest.lang):
+            self.fail(
+                f"[digests.{name}].lang",
+                f"{digest.lang!r} is not a language tag; use a BCP 47 tag such as \"en\", \"de\" or \"pt-BR\"",
+            )
         return replace(digest, name=name)
 
     def check(self, config: Config) -> None:
@@ -423,6 +436,8 @@ class _ConfigReader:
 
 
 _TYPE_NAMES = {str: "string", bool: "boolean (true or false)"}
+# A BCP 47 language tag, loosely: a language, then subtags (script, region, variant).
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
 
 
 def _describe(hint: Any) -> str:

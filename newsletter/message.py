@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email import policy, quoprimime
+from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from secrets import token_hex
 
@@ -25,9 +26,11 @@ import idna
 
 from .config import Config
 from .errors import AddressError, ConfigError
-from .render import PersonalTemplate, personal_values
+from .folding import MAX_LINE, fold_words
+from .render import PersonalTemplate, neutralize_markers, personal_values
 from .signing import DkimSigner
 from .tokens import UNSUBSCRIBE, make_token
+from .urls import archive_url
 
 CRLF = "\r\n"
 # Quoted-printable lines may hold 76 characters; a chunk that ends mid-line gets a
@@ -41,6 +44,7 @@ SIGNED_HEADERS = (
     "Date",
     "Message-ID",
     "List-Id",
+    "List-Archive",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
     "Reply-To",
@@ -50,6 +54,13 @@ SIGNED_HEADERS = (
 # The subscriber id a test copy's links carry: no subscriber has it (the web side says
 # that the link came in a test copy).
 TEST_COPY_SUBSCRIBER = 0
+# Signed once more than they occur (RFC 6376 8.15): a second one added in transit breaks
+# the signature instead of riding on it (a second From or a forged unsubscribe target).
+OVERSIGNED_HEADERS = ("From", "To", "Subject", "List-Unsubscribe", "List-Unsubscribe-Post")
+# Control characters (C0, DEL, C1) never reach a header; a name's line breaks become spaces.
+_CONTROLS = {code: " " for code in [*range(0x20), *range(0x7F, 0xA0)]}
+# A display name with any of these must be a quoted-string (RFC 5322 3.2.3 specials).
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,12 @@ def _one_line(value: str) -> str:
     return " ".join(value.split())
 
 
+def display_name(name: str) -> str:
+    """A subscriber's name as headers and bodies show it: one line, no control characters,
+    and no personal-placeholder marker."""
+    return neutralize_markers(_one_line(name.translate(_CONTROLS)))
+
+
 class MessageTemplate:
     """An issue's message: `fill(recipient)` gives the complete message bytes."""
 
@@ -112,6 +129,7 @@ class MessageTemplate:
         *,
         list_id: int,
         list_slug: str,
+        digest: str,
         label: str,
         subject: str,
         html_part: str,
@@ -131,30 +149,31 @@ class MessageTemplate:
         self._message_id_suffix = f"@{domain}>"
         self._message_id_prefix = "<" + re.sub(r"[^A-Za-z0-9.-]", "-", label) + "."
         self._boundary = "=_nl_" + token_hex(12)  # "=_" never occurs in quoted-printable
-        self._headers = self._header_fields(config, list_slug, domain, subject, date)
+        self._headers = self._header_fields(config, list_slug, digest, domain, subject, date)
         self._body_pieces, self._body_slots = self._body(text_part, html_part)
 
     # -- built once -------------------------------------------------------------------
 
     def _header_fields(
-        self, config: Config, list_slug: str, domain: str, subject: str, date: datetime | None
+        self, config: Config, list_slug: str, digest: str, domain: str, subject: str, date: datetime | None
     ) -> list[tuple[str, str | None]]:
         """(name, folded value) in message order; None marks a per-recipient header."""
         settings = config.newsletter
         fields: list[tuple[str, str | None]] = [
-            ("From", _folded("From", settings.from_)),
+            ("From", _folded("From", _configured_mailbox(settings.from_, self.sender))),
             ("To", None),
             ("Subject", _folded("Subject", _one_line(subject))),
             ("Date", format_datetime(date or datetime.now(timezone.utc))),
             ("Message-ID", None),
             ("MIME-Version", "1.0"),
-            ("List-Id", _folded("List-Id", f"{_one_line(settings.name)} <{list_slug}.{domain}>")),
+            ("List-Id", _folded("List-Id", f"{_phrase(display_name(settings.name))} <{list_slug}.{domain}>")),
+            ("List-Archive", f"<{archive_url(self._base_url, digest)}>"),
             ("List-Unsubscribe", None),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ]
         if settings.reply_to:
-            _address_of(settings.reply_to, "[newsletter].reply_to")
-            fields.append(("Reply-To", _folded("Reply-To", settings.reply_to)))
+            reply_to = _address_of(settings.reply_to, "[newsletter].reply_to")
+            fields.append(("Reply-To", _folded("Reply-To", _configured_mailbox(settings.reply_to, reply_to))))
         fields.append(("Content-Type", f'multipart/alternative;{CRLF} boundary="{self._boundary}"'))
         for name, value in fields:
             if value is not None and re.search(r"\r\n(?![ \t])|\r(?!\n)|(?<!\r)\n", value):
@@ -194,7 +213,7 @@ class MessageTemplate:
     def fill(self, recipient: Recipient) -> bytes:
         """The complete message for one recipient, DKIM-signed when a signer is set."""
         url = self.unsubscribe_url(recipient.subscriber_id)
-        name = _one_line(recipient.name)
+        name = display_name(recipient.name)
         address = envelope_address(recipient.email)
         personal = {
             "To": _to_header(name, address),
@@ -207,7 +226,7 @@ class MessageTemplate:
         if self._signer is None:
             return header_block + CRLF.encode() + body
         signed = [(n, v) for n, v in fields if n in SIGNED_HEADERS]
-        return self._signer.sign(signed, body) + header_block + CRLF.encode() + body
+        return self._signer.sign(signed, body, oversign=OVERSIGNED_HEADERS) + header_block + CRLF.encode() + body
 
     def _list_unsubscribe(self, url: str) -> str:
         if not self._mailto:
@@ -230,12 +249,40 @@ class MessageTemplate:
 
 
 def _to_header(name: str, address: str) -> str:
-    """`"Name" <address>`; the name RFC 2047-encoded when not ASCII. The address is put in
-    as it is: a UTF-8 local part is only allowed raw (RFC 6532), which formataddr refuses."""
+    """`Name <address>`, the name quoted or RFC 2047-encoded as it needs, folded when long.
+
+    The address is put in as it is: a UTF-8 local part is only allowed raw (RFC 6532),
+    which the email package's encoders refuse. Most names give a short line and cost one
+    string join; a long one is folded at its spaces (ASCII, inside the quotes) or split
+    into encoded-words, one per line.
+    """
     if not name:
         return address
-    display = formataddr((name, "x@x"), charset="utf-8").rpartition(" <")[0]
-    return f"{display} <{address}>"
+    line = f"{_phrase(name)} <{address}>"
+    if len("To: ") + len(line) <= MAX_LINE:
+        return line
+    if name.isascii():
+        words = line.split(" ")
+    else:
+        encoded = Header(name, "utf-8", header_name="To").encode(splitchars=" ", maxlinelen=MAX_LINE)
+        words = [*encoded.split(), f"<{address}>"]
+    return fold_words("To:", words)[len("To: ") :]
+
+
+def _phrase(name: str) -> str:
+    """A display name as an RFC 5322 phrase: as it is when it can be, else quoted (ASCII)
+    or an RFC 2047 encoded-word (not ASCII)."""
+    if not name.isascii():
+        return formataddr((name, "x@x"), charset="utf-8").rpartition(" <")[0]
+    if _SPECIALS.search(name):
+        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return name
+
+
+def _configured_mailbox(value: str, address: str) -> str:
+    """A `Name <address>` setting written back with its name as a proper phrase."""
+    name = display_name(parseaddr(value)[0])
+    return f"{_phrase(name)} <{address}>" if name else address
 
 
 def _normalize_newlines(text: str) -> str:

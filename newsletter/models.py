@@ -15,6 +15,15 @@ class Author:
 
 
 @dataclass(frozen=True)
+class Image:
+    """An article's lead image: an http(s) URL, its alt text, its width in pixels if known."""
+
+    src: str
+    alt: str
+    width: int | None = None
+
+
+@dataclass(frozen=True)
 class Article:
     id: str
     title: str
@@ -25,6 +34,7 @@ class Article:
     url: str | None = None
     authors: tuple[Author, ...] = ()
     excerpt: str = ""
+    image: Image | None = None
 
     def as_json(self) -> dict[str, object]:
         return {

@@ -3,6 +3,8 @@
 Per-recipient values are placeholders in the result (`PLACEHOLDERS`); they survive MJML
 and premailer untouched and are filled later by `PersonalTemplate`, a plain
 substitution that costs microseconds, so the expensive stages here run once per issue.
+Only the placeholders themselves can put a marker into the result: any other value a
+template prints has the marker syntax broken (`neutralize_markers`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import html2text
 import jinja2
 from markupsafe import Markup
 from mjml import mjml2html
@@ -27,18 +28,40 @@ from premailer import Premailer
 
 from .config import Config, DigestSettings
 from .errors import TemplateError
+from .images import IMG_TAG, attributes, fit_images
 from .models import Article, IssueContent
+from .text import html_to_text, wrap
+from .urls import archive_url
 
+
+class Placeholder(str):
+    """A personal placeholder as templates receive it: the one value the template
+    environment prints with its marker intact (see `_neutralize_output`)."""
+
+
+MARKER_PREFIX = "%%NL_"
 # The personal values of a message, as they stand in the rendered issue.
 PLACEHOLDERS: dict[str, str] = {
-    "unsubscribe_url": "%%NL_UNSUBSCRIBE_URL%%",
-    "name": "%%NL_NAME%%",
-    "email": "%%NL_EMAIL%%",
+    "unsubscribe_url": Placeholder(f"{MARKER_PREFIX}UNSUBSCRIBE_URL%%"),
+    "name": Placeholder(f"{MARKER_PREFIX}NAME%%"),
+    # A space and the first name, or nothing: "Hello{first_name}," reads "Hello Ada," or "Hello,".
+    "first_name": Placeholder(f"{MARKER_PREFIX}FIRST_NAME%%"),
+    "email": Placeholder(f"{MARKER_PREFIX}EMAIL%%"),
 }
 # What a reader of the public web archive sees instead of a subscriber's own values.
-NEUTRAL_VALUES: dict[str, str] = {"unsubscribe_url": "#unsubscribe", "name": "reader", "email": "you"}
+NEUTRAL_VALUES: dict[str, str] = {
+    "unsubscribe_url": "#unsubscribe",
+    "name": "reader",
+    "first_name": "",
+    "email": "you",
+}
 
 GMAIL_CLIP_BYTES = 102 * 1024
+# The digest's layout in pixels: the body, the padding either side of the text, and the
+# text column between (images are sized to it for Outlook).
+BODY_WIDTH = 640
+GUTTER = 24
+COLUMN_WIDTH = BODY_WIDTH - 2 * GUTTER
 
 
 @dataclass(frozen=True)
@@ -77,9 +100,33 @@ class PersonalTemplate:
         return "".join(out)
 
 
+def neutralize_markers(text: str) -> str:
+    """Source text (articles, feeds, config, names) with the marker syntax broken by a
+    zero-width space: it reads the same and can never become a personal placeholder."""
+    return text.replace(MARKER_PREFIX, "%%\u200bNL_")
+
+
+def _neutralize_output(value: Any) -> Any:
+    """Jinja's finalize hook: every value a template prints passes here, so nothing but
+    our own Placeholder objects can put a marker into the rendered issue."""
+    if isinstance(value, Placeholder):
+        return value
+    text = str(value)
+    if MARKER_PREFIX not in text:
+        return value
+    return Markup(neutralize_markers(text)) if isinstance(value, Markup) else neutralize_markers(text)
+
+
 def personal_values(unsubscribe_url: str, name: str, email: str) -> dict[str, str]:
-    """The values for one recipient; an empty name reads as 'reader'."""
-    return {"unsubscribe_url": unsubscribe_url, "name": name or "reader", "email": email}
+    """The values for one recipient; an empty name reads as 'reader' and has no first name."""
+    words = name.split(maxsplit=1)
+    first = words[0].rstrip(",") if words else ""
+    return {
+        "unsubscribe_url": unsubscribe_url,
+        "name": name or "reader",
+        "first_name": f" {first}" if first else "",
+        "email": email,
+    }
 
 
 def template_environment(config: Config) -> jinja2.Environment:
@@ -95,11 +142,13 @@ def template_environment(config: Config) -> jinja2.Environment:
             default_for_string=False,
         ),
         undefined=jinja2.StrictUndefined,
+        finalize=_neutralize_output,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
     env.filters["as_text"] = html_to_text
+    env.filters["wrap"] = wrap
     env.filters["date"] = lambda moment, fmt="%B %-d, %Y": moment.strftime(fmt)
     return env
 
@@ -107,7 +156,7 @@ def template_environment(config: Config) -> jinja2.Environment:
 def render_issue(config: Config, digest: DigestSettings, content: IssueContent) -> RenderedIssue:
     """Every expensive step, once per issue, timed for the benchmark."""
     env = template_environment(config)
-    context = template_context(config, content)
+    context = template_context(config, digest, content)
     timings: dict[str, float] = {}
 
     def timed(stage: str, work: Callable[[], str]) -> str:
@@ -118,7 +167,7 @@ def render_issue(config: Config, digest: DigestSettings, content: IssueContent) 
 
     mjml = timed("jinja", lambda: render_template(env, digest.template, context))
     compiled = timed("mjml", lambda: compile_mjml(mjml, digest.template))
-    inlined = timed("inline", lambda: inline_css(compiled))
+    inlined = timed("inline", lambda: fit_images(inline_css(compiled), COLUMN_WIDTH))
     text = timed("text", lambda: render_text(env, digest.text_template, context, inlined))
     return RenderedIssue(
         subject=content.subject,
@@ -129,9 +178,11 @@ def render_issue(config: Config, digest: DigestSettings, content: IssueContent) 
     )
 
 
-def template_context(config: Config, content: IssueContent) -> dict[str, Any]:
+def template_context(config: Config, digest: DigestSettings, content: IssueContent) -> dict[str, Any]:
     settings = config.newsletter
     return {
+        "lang": digest.lang,
+        "layout": {"width": BODY_WIDTH, "gutter": GUTTER, "column": COLUMN_WIDTH},
         "newsletter": {
             "name": settings.name,
             "postal_address": settings.postal_address,
@@ -144,8 +195,11 @@ def template_context(config: Config, content: IssueContent) -> dict[str, Any]:
         "date": content.created.astimezone(settings.tz),
         "unsubscribe_url": PLACEHOLDERS["unsubscribe_url"],
         "subscriber_name": PLACEHOLDERS["name"],
+        "subscriber_first_name": PLACEHOLDERS["first_name"],
         "subscriber_email": PLACEHOLDERS["email"],
         "number": content.number,
+        "archive_url": archive_url(settings.base_url, content.digest),
+        "issue_url": archive_url(settings.base_url, content.digest, content.number),
     }
 
 
@@ -161,7 +215,16 @@ def article_context(article: Article) -> dict[str, Any]:
         "authors": article.authors,
         "published": article.published,
         "source": article.source,
+        # The lead image goes above the excerpt; above a whole body only if the body lacks it.
+        "image": article.image if article.url or not _body_shows_image(article) else None,
     }
+
+
+def _body_shows_image(article: Article) -> bool:
+    return article.image is not None and any(
+        html.unescape(attributes(tag).get("src", "")) == article.image.src
+        for tag in IMG_TAG.findall(article.body_html)
+    )
 
 
 def render_subject(expression: str, context: Mapping[str, Any], digest_name: str) -> str:
@@ -229,6 +292,9 @@ def inline_css(document: str) -> str:
         strip_important=False,
         remove_classes=False,
         disable_validation=True,
+        # No height attributes from CSS: `height: auto` would become the invalid height="auto"
+        # and replace an image's real height (images.fit_images writes heights).
+        disable_basic_attributes=["height"],
         allow_network=False,
         cssutils_logging_level=logging.CRITICAL,
     ).transform(pretty_print=False)
@@ -245,18 +311,6 @@ def render_text(
     return render_template(env, name, context)
 
 
-def html_to_text(fragment: str) -> str:
-    converter = html2text.HTML2Text(bodywidth=0)
-    converter.ignore_images = True
-    converter.inline_links = False  # links as numbered references keep paragraphs readable
-    converter.protect_links = True
-    return converter.handle(str(fragment)).strip()
-
-
-_IMG = re.compile(r"<img\b[^>]*>", re.I)
-_ALT = re.compile(r"""\balt\s*=\s*(["'])\s*\S""", re.I)
-
-
 def preview_warnings(document: str) -> list[str]:
     warnings = []
     size = len(document.encode("utf-8"))
@@ -265,11 +319,11 @@ def preview_warnings(document: str) -> list[str]:
             f"the HTML is {size / 1024:.0f} KB; Gmail clips messages at 102 KB: "
             "lower max_articles or excerpt_words"
         )
-    for tag in _IMG.findall(document):
-        if not _ALT.search(tag):
-            src = re.search(r"""src\s*=\s*["']([^"']*)""", tag, re.I)
+    for tag in IMG_TAG.findall(document):
+        found = attributes(tag)
+        if not found.get("alt", "").strip():
             warnings.append(
-                f"image {src.group(1) if src else '(no src)'} has no alt text; "
+                f"image {found.get('src') or '(no src)'} has no alt text; "
                 "readers with images off or screen readers see nothing"
             )
     return warnings

@@ -24,10 +24,15 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from .config import Config, DkimSettings
 from .errors import ConfigError
+from .folding import fold_words
 
 CRLF = "\r\n"
 _WSP_RUN = re.compile(r"[ \t]+")
 _MIN_KEY_BITS = 1024
+# The signature goes out in pieces that fit a folded line (whitespace in b= is ignored).
+_B_FIRST = 40
+_B_CHUNK = 72
+_H_CHUNK = 60
 
 
 class DkimSigner:
@@ -40,29 +45,49 @@ class DkimSigner:
     def from_settings(cls, settings: DkimSettings) -> DkimSigner:
         return cls(settings.domain, settings.selector, load_private_key(settings.private_key))
 
-    def sign(self, fields: Sequence[tuple[str, str]], body: bytes, now: int | None = None) -> bytes:
-        """The `DKIM-Signature:` header line (CRLF-terminated) for these headers and body."""
+    def sign(
+        self,
+        fields: Sequence[tuple[str, str]],
+        body: bytes,
+        now: int | None = None,
+        oversign: Sequence[str] = (),
+    ) -> bytes:
+        """The `DKIM-Signature:` header line (CRLF-terminated) for these headers and body.
+
+        Each name in `oversign` that the fields carry is listed once more in h= than it
+        occurs: the extra instance is signed as absent, so a verifier fails the message
+        if one is added.
+        """
         body_hash = base64.b64encode(hashlib.sha256(_simple_body(body)).digest()).decode()
-        tags = [
-            "v=1",
-            "a=rsa-sha256",
-            "c=relaxed/simple",
-            f"d={self.domain}",
-            f"s={self.selector}",
-            f"t={int(time.time()) if now is None else now}",
-            "h=" + ":".join(name.lower() for name, _ in fields),
-            f"bh={body_hash}",
-            "b=",
-        ]
-        # Relaxed canonicalization turns the folds below (CRLF + space) into one space, so
-        # the header as written canonicalizes to exactly this signed text.
+        present = {name.lower() for name, _ in fields}
+        names = [name.lower() for name, _ in fields] + [n.lower() for n in oversign if n.lower() in present]
+        now = int(time.time()) if now is None else now
+        # The tags as words of the header's value; each space between two words is where
+        # the header may be folded (h= is cut after a colon, where FWS is allowed too).
+        words = f"v=1; a=rsa-sha256; c=relaxed/simple; d={self.domain}; s={self.selector}; t={now};".split(" ")
+        words += _cut_after_colons("h=" + ":".join(names) + ";", _H_CHUNK)
+        words += [f"bh={body_hash};", "b="]
+        # Relaxed canonicalization turns each fold (CRLF + space) back into one space, so the
+        # header as written canonicalizes to exactly this signed text. An over-signed name
+        # adds nothing: an absent header is signed as the empty string (RFC 6376 5.4.2).
         signed = "".join(_relaxed(name, value) for name, value in fields)
-        signed += "dkim-signature:" + "; ".join(tags)
+        signed += "dkim-signature:" + " ".join(words)
         signature = self._key.sign(signed.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
         encoded = base64.b64encode(signature).decode()
-        folded_b = (CRLF + " ").join(encoded[i : i + 72] for i in range(0, len(encoded), 72))
-        head = "; ".join(tags[:6])
-        return f"DKIM-Signature: {head};{CRLF} {tags[6]};{CRLF} {tags[7]};{CRLF} b={folded_b}{CRLF}".encode()
+        words[-1] += encoded[:_B_FIRST]
+        words += [encoded[i : i + _B_CHUNK] for i in range(_B_FIRST, len(encoded), _B_CHUNK)]
+        return (fold_words("DKIM-Signature:", words) + CRLF).encode()
+
+
+def _cut_after_colons(value: str, size: int) -> list[str]:
+    """`value` in pieces of about `size` characters, each ending at a colon (or the end)."""
+    pieces = [""]
+    for part in value.split(":"):
+        if pieces[-1] and len(pieces[-1]) + len(part) > size:
+            pieces.append("")
+        pieces[-1] += part + ":"
+    pieces[-1] = pieces[-1][:-1]
+    return pieces
 
 
 def load_private_key(path: Path) -> rsa.RSAPrivateKey:

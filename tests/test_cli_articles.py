@@ -51,7 +51,7 @@ def test_preview_writes_the_html_with_neutral_personal_values(project: Path) -> 
     html = target.read_text()
     assert html.startswith("<!doctype html>")
     assert "%%NL_" not in html
-    assert "Hello reader" in html
+    assert "Hello, here is this week's story." in html
     assert "Dave DeCamp is the news editor of Antiwar.com." in html
 
 

@@ -44,6 +44,10 @@ def test_config_is_frozen(config) -> None:
         ("[web]\ntrusted_proxies = ['10.0.0.1', 'proxy.lan']\n",
          "[web].trusted_proxies: 'proxy.lan' is not an IP address or CIDR network (e.g. \"10.0.0.1\" or \"10.0.0.0/8\")"),
         ("[web]\ntrusted_proxies = '10.0.0.1'\n", "[web].trusted_proxies: must be an array of strings"),
+        (
+            '[authors."Eve"]\nurl = "javascript:alert(1)"\n',
+            "[authors.\"Eve\"].url: 'javascript:alert(1)' is not an absolute http, https or mailto URL",
+        ),
     ],
 )
 def test_bad_config_names_the_key_and_the_file(

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from newsletter.cli import app
 from newsletter.config import SourceSettings
 from newsletter.errors import SourceError
-from newsletter.models import Article, stable_id
+from newsletter.models import Article, Image, stable_id
 from newsletter.sources import collect_articles
-from newsletter.sources.feed import read_feed
+from newsletter.sources.feed import MAX_FEED_BYTES, read_feed
 from newsletter.store import Store
 from newsletter.store.feeds import Feeds
 
@@ -280,6 +280,68 @@ def test_feed_html_is_sanitized(read: Reader, tmp_path: Path) -> None:
     assert article.title == "Hostile entry"
 
 
+def test_relative_links_without_a_feed_url_resolve_against_the_entry_link(read: Reader, tmp_path: Path) -> None:
+    path = tmp_path / "nobase.xml"
+    path.write_text(
+        """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>t</title>
+<item><title>Linked</title><link>https://example.org/news/one</link>
+  <description><![CDATA[<p><a href="/about">About</a> <img src="chart.png" alt="c"></p>]]></description></item>
+<item><title>Unlinked</title>
+  <description><![CDATA[<p><a href="/about">About</a> <img src="chart.png" alt="c"></p>]]></description></item>
+</channel></rss>""",
+        encoding="utf-8",
+    )
+    articles = read.by_title(path)
+    assert articles["Linked"].body_html == (
+        '<p><a href="https://example.org/about" rel="noopener">About</a> '
+        '<img alt="c" src="https://example.org/news/chart.png"></p>'
+    )
+    assert articles["Unlinked"].body_html == '<p><a rel="noopener">About</a> </p>'
+    assert read.warnings == [
+        "source 'news': dropped 2 links or images with no web address (first: /about); "
+        "relative ones need the feed's URL or an entry link"
+    ]
+
+
+def test_lead_images_from_media_content_enclosures_or_the_content(read: Reader, tmp_path: Path) -> None:
+    path = tmp_path / "images.xml"
+    path.write_text(
+        """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"
+     xmlns:content="http://purl.org/rss/1.0/modules/content/">
+<channel><title>t</title><link>https://example.org/</link>
+<item><title>Media</title><link>https://example.org/1</link>
+  <media:content url="https://cdn.example.org/1.jpg" medium="image" width="1600" height="900"/>
+  <description>One.</description></item>
+<item><title>Video first</title><link>https://example.org/2</link>
+  <media:content url="https://cdn.example.org/2.mp4" type="video/mp4"/>
+  <media:content url="https://cdn.example.org/2.png"/>
+  <description>Two.</description></item>
+<item><title>Enclosure</title><link>https://example.org/3</link>
+  <enclosure url="https://cdn.example.org/3.mp3" type="audio/mpeg" length="1"/>
+  <enclosure url="https://cdn.example.org/3.webp" type="image/webp" length="1"/>
+  <description>Three.</description></item>
+<item><title>Content</title><link>https://example.org/4</link>
+  <content:encoded><![CDATA[<p>Text <img src="data:image/png;base64,AAAA" alt="no">
+  <img src="/img/4.jpg" alt="A &amp; B" width="300"></p>]]></content:encoded></item>
+<item><title>Hostile</title><link>https://example.org/5</link>
+  <media:content url="javascript:alert(1)" medium="image"/>
+  <enclosure url="file:///etc/passwd" type="image/png" length="1"/>
+  <description>Five.</description></item>
+</channel></rss>""",
+        encoding="utf-8",
+    )
+    images = {title: article.image for title, article in read.by_title(path).items()}
+    assert images == {
+        "Media": Image("https://cdn.example.org/1.jpg", "Media", 1600),
+        "Video first": Image("https://cdn.example.org/2.png", "Video first"),
+        "Enclosure": Image("https://cdn.example.org/3.webp", "Enclosure"),
+        "Content": Image("https://example.org/img/4.jpg", "A & B", 300),
+        "Hostile": None,
+    }
+
+
 # --- HTTP -----------------------------------------------------------------------------
 
 
@@ -393,6 +455,33 @@ def test_slow_server_times_out(read: Reader, feed_server: FeedServer) -> None:
 def test_unsupported_scheme_is_a_source_error(read: Reader) -> None:
     with pytest.raises(SourceError, match=r"ftp: is not supported"):
         read("ftp://example.org/feed.xml")
+
+
+def test_a_feed_over_the_size_cap_is_skipped_file_or_url_alike(
+    store: Store, project: Path, feed_server: FeedServer, tmp_path: Path
+) -> None:
+    # A real feed padded with a comment to one byte over the cap: valid XML, just too big.
+    wordpress = (FEEDS / "wordpress-rss2.xml").read_bytes()
+    padding = MAX_FEED_BYTES + 1 - len(wordpress) - len(b"<!---->")
+    huge = wordpress + b"<!--" + b"x" * padding + b"-->"
+    assert len(huge) == MAX_FEED_BYTES + 1
+    (tmp_path / "huge.xml").write_bytes(huge)
+    feed_server.routes["/huge.xml"] = (200, huge, {"Content-Type": "application/rss+xml"})
+    (tmp_path / "ok.xml").write_bytes(huge[:MAX_FEED_BYTES])  # at the cap: read
+    sources = [
+        SourceSettings(name="big-file", kind="feed", url=str(tmp_path / "huge.xml")),
+        SourceSettings(name="big-url", kind="feed", url=feed_server.url("/huge.xml")),
+        SourceSettings(name="desk", kind="folder", path=project / "articles"),
+    ]
+    warnings: list[str] = []
+    articles = collect_articles(sources, store.feeds, warnings.append)
+    assert [a.source for a in articles] == ["desk"]
+    assert warnings == [
+        f"source 'big-file': {tmp_path / 'huge.xml'} is larger than 10 MB; skipped it (is it really a feed?)",
+        f"source 'big-url': {feed_server.url('/huge.xml')} is larger than 10 MB; skipped it (is it really a feed?)",
+    ]
+    at_cap = SourceSettings(name="at-cap", kind="feed", url=str(tmp_path / "ok.xml"))
+    assert collect_articles([at_cap], store.feeds, warnings.append)[0].title == "Hello world!"
 
 
 def _closed_port() -> int:

@@ -15,7 +15,7 @@ EXAMPLE = FIXTURES / "zelensky-nato-shoot-down.txt"
 
 
 def read(path: Path):
-    return read_article_file(path, source="desk", root=path.parent)
+    return read_article_file(path, source="desk", root=path.parent, warn=pytest.fail)
 
 
 def test_example_article_parses_to_exactly_its_parts() -> None:
@@ -85,7 +85,7 @@ def test_markdown_with_yaml_front_matter(tmp_path: Path) -> None:
     assert article.published == datetime(2026, 11, 20, tzinfo=timezone.utc)
     assert "<strong>bold</strong>" in article.body_html
     assert '<a href="https://example.org" rel="noopener">a link</a>' in article.body_html
-    assert "<ul><li>one</li><li>two</li></ul>" in article.body_html
+    assert "<ul>\n<li>one</li>\n<li>two</li>\n</ul>" in article.body_html
     assert "script" not in article.body_html
 
 
@@ -136,3 +136,70 @@ def test_other_files_and_hidden_files_are_ignored(tmp_path: Path) -> None:
 def test_missing_folder_is_a_source_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="folder .*missing does not exist"):
         read_folder("desk", tmp_path / "missing", print)
+
+
+def test_only_web_and_mailto_links_come_from_front_matter(tmp_path: Path) -> None:
+    path = tmp_path / "x.md"
+    path.write_text(
+        '---\ntitle: Hi\nurl: "javascript:alert(document.cookie)"\nauthors:\n'
+        '  - name: Eve\n    url: "javascript:alert(1)"\n  - name: Ann\n    url: "mailto:ann@example.org"\n---\nBody\n'
+    )
+    warnings: list[str] = []
+    article = read_article_file(path, source="desk", root=tmp_path, warn=warnings.append)
+    assert article.url is None
+    assert [(a.name, a.url) for a in article.authors] == [("Eve", None), ("Ann", "mailto:ann@example.org")]
+    assert warnings == [
+        f"{path}: author url 'javascript:alert(1)' is not an absolute http, https or mailto URL; left it out",
+        f"{path}: url 'javascript:alert(document.cookie)' is not an absolute http or https URL; left it out",
+    ]
+
+
+MARKDOWN_BODY = """\
+| Year | Audit |
+| ---- | ----- |
+| 2025 | failed |
+
+```python
+print("<b>fenced</b>")
+```
+
+> A quote with *emphasis*.
+
+See [the chart](images/chart.png), [about us](/about) and [elsewhere](https://other.example/x).
+
+![Spending chart](images/chart.png)
+"""
+
+
+def test_markdown_is_commonmark_with_tables_and_code_fences(tmp_path: Path) -> None:
+    path = tmp_path / "x.md"
+    path.write_text("---\ntitle: T\nurl: https://example.org/news/audit\n---\n" + MARKDOWN_BODY)
+    body = read(path).body_html
+    assert "<table>" in body and "<th>Year</th>" in body and "<td>failed</td>" in body
+    assert "<pre><code>print(\"&lt;b&gt;fenced&lt;/b&gt;\")\n</code></pre>" in body
+    assert "<blockquote>\n<p>A quote with <em>emphasis</em>.</p>\n</blockquote>" in body
+
+
+def test_relative_links_and_images_resolve_against_the_article_url(tmp_path: Path) -> None:
+    path = tmp_path / "x.md"
+    path.write_text("---\ntitle: T\nurl: https://example.org/news/audit\n---\n" + MARKDOWN_BODY)
+    body = read(path).body_html
+    assert '<a href="https://example.org/news/images/chart.png" rel="noopener">the chart</a>' in body
+    assert '<a href="https://example.org/about" rel="noopener">about us</a>' in body
+    assert '<a href="https://other.example/x" rel="noopener">elsewhere</a>' in body
+    assert '<img src="https://example.org/news/images/chart.png" alt="Spending chart">' in body
+
+
+def test_relative_links_without_an_article_url_are_dropped_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "x.md"
+    path.write_text('---\ntitle: T\n---\n' + MARKDOWN_BODY + '\n<a href="notes.html">raw</a> <img src="/x.png" alt="x">\n')
+    warnings: list[str] = []
+    body = read_article_file(path, source="desk", root=tmp_path, warn=warnings.append).body_html
+    assert "images/chart.png" not in body and "/about" not in body and "notes.html" not in body
+    assert "<img" not in body
+    assert "See <a rel=\"noopener\">the chart</a>, <a rel=\"noopener\">about us</a> and" in body
+    assert '<a href="https://other.example/x" rel="noopener">elsewhere</a>' in body
+    assert warnings == [
+        f"{path}: dropped links and images with no web address: images/chart.png, /about, "
+        "images/chart.png, notes.html, /x.png (relative ones resolve against the front matter's url; add it)"
+    ]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.compose import next_issue, resolve_authors, select_articles
-from newsletter.config import AuthorSettings, load_config
+from newsletter.config import AuthorSettings
 from newsletter.errors import TemplateError
 from newsletter.models import Article, Author, IssueContent
 from newsletter.render import (
@@ -52,19 +52,19 @@ def test_html_has_css_inlined_author_footers_and_placeholders(config) -> None:
     html = rendered.html
     assert '<h2 class="article-title" style="font-size:24px' in html  # class rule inlined
     assert "@media only screen and (max-width: 480px)" in html  # media queries kept
-    assert html.count('class="author-footer"') == 2
+    assert html.count('class="author-box"') == 1  # Bo Kim has no bio: no footer
     assert "Ann covers Europe." in html
     assert '<a href="https://example.org/bo"' in html
-    for placeholder in PLACEHOLDERS.values():
-        assert placeholder in html
-        assert placeholder in rendered.text
+    for name in ("unsubscribe_url", "first_name", "email"):
+        assert PLACEHOLDERS[name] in html
+        assert PLACEHOLDERS[name] in rendered.text
     assert "1 Test Street, Testville" in html and "1 Test Street, Testville" in rendered.text
 
 
-def test_author_without_bio_gets_a_footer_with_the_name_alone(config) -> None:
+def test_author_without_bio_is_named_once_in_the_byline_with_no_footer(config) -> None:
     rendered = render_issue(config, config.digest("weekly"), content(article(1, authors=(Author("Solo"),))))
-    footer = rendered.html.split('class="author-footer"')[1].split("</div>")[0]
-    assert "Solo" in footer and "author-bio" not in footer
+    assert rendered.html.count("Solo") == 1 and 'class="author-box"' not in rendered.html
+    assert rendered.text.count("Solo") == 1 and "-- Solo" not in rendered.text
 
 
 def test_article_with_url_shows_excerpt_and_read_more_else_whole_body(config) -> None:
@@ -94,8 +94,8 @@ def test_personalization_fills_every_placeholder_and_escapes_html(config) -> Non
     text = PersonalTemplate(rendered.text, escape_html=False).fill(values)
     assert "%%NL_" not in html and "%%NL_" not in text
     assert 'href="https://x.test/u/tok?a=1&amp;b=2"' in html
-    assert "Hello &lt;Ann&gt;" in html
-    assert "Hello <Ann>" in text and "https://x.test/u/tok?a=1&b=2" in text
+    assert "Hello &lt;Ann&gt;," in html
+    assert "Hello <Ann>," in text and "https://x.test/u/tok?a=1&b=2" in text
 
 
 def test_preview_warns_on_clipping_size_and_missing_alt_text() -> None:
@@ -111,7 +111,7 @@ def test_a_template_in_the_config_folder_overrides_the_packaged_one(project: Pat
     (project / "templates" / "partials" / "author_footer.mjml.j2").write_text(
         "<mj-section><mj-column><mj-text>CUSTOM {{ author.name }}</mj-text></mj-column></mj-section>\n"
     )
-    rendered = render_issue(config, config.digest("weekly"), content(article(1, authors=(Author("Ann"),))))
+    rendered = render_issue(config, config.digest("weekly"), content(article(1, authors=(Author("Ann", "Bio."),))))
     assert "CUSTOM Ann" in rendered.html
 
 
@@ -140,8 +140,23 @@ def test_select_articles_by_window_newest_first_capped_and_not_carried(config) -
 
 def test_config_bio_wins_over_the_article_bio_else_the_article_bio() -> None:
     registry = {"Ann": AuthorSettings(bio="From config.", url="https://example.org/ann")}
-    resolved = resolve_authors((Author("Ann", "From article."), Author("Bo", "Bo's own.")), registry)
-    assert resolved == (Author("Ann", "From config.", "https://example.org/ann"), Author("Bo", "Bo's own."))
+    [resolved] = resolve_authors(
+        [replace(article(1), authors=(Author("Ann", "From article."), Author("Bo", "Bo's own.")))], registry
+    )
+    assert resolved.authors == (Author("Ann", "From config.", "https://example.org/ann"), Author("Bo", "Bo's own."))
+
+
+def test_a_bio_one_article_carries_serves_the_authors_other_articles_in_the_issue() -> None:
+    articles = [
+        article(1, authors=(Author("Bo"),)),
+        article(2, authors=(Author("Bo", "Bo reports from Kyiv.", "https://example.org/bo"), Author("Cy"))),
+        article(3, authors=(Author("Bo", "A later, different bio."),)),
+        article(4, authors=(Author("Ann"),)),
+    ]
+    registry = {"Ann": AuthorSettings(url="https://example.org/ann")}
+    resolved = resolve_authors(articles, registry)
+    bo = Author("Bo", "Bo reports from Kyiv.", "https://example.org/bo")
+    assert [a.authors for a in resolved] == [(bo,), (bo, Author("Cy")), (bo,), (Author("Ann", "", "https://example.org/ann"),)]
 
 
 def test_next_issue_reads_the_folder_and_uses_the_author_registry(config) -> None:

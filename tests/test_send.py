@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from email import message_from_bytes, policy
+from email.header import decode_header, make_header
 from pathlib import Path
 
 import pytest
@@ -109,10 +110,32 @@ def test_the_message_carries_the_headers_and_both_parts(
     assert (text.get_content_type(), html.get_content_type()) == ("text/plain", "text/html")
     for part in (text, html):
         body = part.get_content()
-        assert "Hello Ada Lovelace" in body
+        assert "Hello Ada, here is this week's story." in body
         assert url in body and "1 Test Street, Testville" in body
         assert "%%NL_" not in body
     assert "Zelensky" in html.get_content()
+
+
+def test_a_long_non_ascii_name_goes_out_folded_not_refused(
+    project: Path, store: Store, smtp_server: SmtpTestServer
+) -> None:
+    name = ("Ünterstraßenbahnführerin Жозефина Ḿaría-José " * 7)[:300]
+    # Stored before names were checked (PostgreSQL cannot hold a NUL; ESC and BEL it can).
+    subscribe(store, "weekly", [("ada@example.org", name + "\x1b\x07")])
+    config = smtp_config(project, smtp_server)
+
+    report = send_digest(config, store, "weekly")
+
+    assert (report.counts.sent, report.counts.failed) == (1, 0)
+    [received] = smtp_server.messages
+    head = received.data.partition(b"\r\n\r\n")[0]
+    # Every line fits in 78 characters, but List-Unsubscribe's, which is one URL.
+    assert max(len(line) for line in head.split(b"\r\n") if not line.startswith(b"List-Unsubscribe: ")) <= 78
+    assert b"\x1b" not in head and b"\x07" not in head
+    assert received.message["To"].defects == ()
+    assert str(make_header(decode_header(message_from_bytes(received.data)["To"]))) == (
+        f"{' '.join(name.split())} <ada@example.org>"
+    )
 
 
 def test_unsubscribes_and_blocks_after_the_issue_was_recorded_are_honoured(

@@ -266,7 +266,7 @@ def test_archive_index_issue_and_feed_carry_no_personal_token(site: Site) -> Non
     assert issue_mail["Subject"] in index.text
     assert f"{site.url}/archive/weekly/1" in index.text
     assert "Zelensky Says NATO Should Shoot Down Russian Missiles" in issue.text
-    assert "Hello reader" in issue.text
+    assert "Hello, here is this week's story." in issue.text
     assert feed.headers["content-type"].startswith("application/atom+xml")
     atom = "{http://www.w3.org/2005/Atom}"
     entries = ElementTree.fromstring(feed.content).findall(f"{atom}entry")
@@ -277,6 +277,26 @@ def test_archive_index_issue_and_feed_carry_no_personal_token(site: Site) -> Non
         assert "alice" not in page and "bob" not in page
     assert site.http.get("/archive/weekly/2").status_code == 404
     assert site.http.get("/archive/nope").status_code == 404
+
+
+def test_no_javascript_link_reaches_the_mail_or_the_archive(site: Site) -> None:
+    (site.config.root / "articles" / "hostile.md").write_text(
+        '---\ntitle: Hostile links\nurl: "javascript:alert(document.cookie)"\n'
+        'authors:\n  - name: Eve\n    url: "javascript:alert(1)"\n    bio: Eve writes.\n---\n'
+        "[click](javascript:alert(2)) and <a href=\"JaVaScRiPt:alert(3)\">this</a>.\n",
+        encoding="utf-8",
+    )
+    send_digest(site.config, site.store, "weekly")
+    mail = outbox_messages(site.config)[0]
+    html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    issue = site.http.get("/archive/weekly/1")
+
+    assert issue.status_code == 200 and "Hostile links" in issue.text and "Hostile links" in html
+    for page in (html, issue.text):
+        # Markdown leaves "[click](javascript:...)" as plain text; no link carries the scheme.
+        assert not re.search(r"""(?:href|src)\s*=\s*["']?\s*javascript:""", page, re.I)
+        assert "JaVaScRiPt" not in page and ">this</a>" in page
+        assert "Eve writes." in page
 
 
 def test_rate_limiter_window_slides() -> None:
@@ -308,7 +328,7 @@ def test_the_confirmation_mail_is_dkim_signed_when_configured(
     record = dns_record(key).encode()
     assert dkim.verify(data, dnsfunc=lambda name, timeout=5: record)
     signature = email.message_from_bytes(data, policy=email.policy.default)["DKIM-Signature"]
-    signed = re.search(r"h=([^;]+);", str(signature)).group(1).split(":")  # type: ignore[union-attr]
+    signed = [h.strip() for h in re.search(r"h=([^;]+);", str(signature)).group(1).split(":")]  # type: ignore[union-attr]
     assert {"from", "to", "subject", "date", "message-id"} <= set(signed)
     tampered = data.replace(b"Subject: Confirm", b"Subject: Kindly confirm")
     assert not dkim.verify(tampered, dnsfunc=lambda name, timeout=5: record)

@@ -158,6 +158,7 @@ def _template(
         config,
         list_id=list_record.id,
         list_slug=list_record.slug,
+        digest=digest_name,
         label=f"{digest_name}-{number}.{created:%Y%m%d%H%M%S}",
         subject=subject,
         html_part=html_part,

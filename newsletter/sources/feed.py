@@ -30,7 +30,9 @@ import feedparser
 from .. import __version__
 from ..config import SourceSettings
 from ..errors import SourceError
-from ..models import Article, Author, stable_id
+from ..images import IMG_TAG, attributes, pixels
+from ..models import Article, Author, Image, stable_id
+from ..urls import WEB_SCHEMES, safe_url
 from .folder import split_names
 from .sanitize import excerpt, html_to_plain, sanitize_html
 
@@ -44,9 +46,11 @@ ACCEPT = (
     "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
     "application/xml;q=0.9, text/xml;q=0.8, */*;q=0.1"
 )
-# A feed is a few hundred KB at most; anything far larger is not a feed we want in memory.
+# A feed is a few hundred KB at most; anything far larger is not a feed we want in memory
+# (a file or a URL alike).
 MAX_FEED_BYTES = 10 * 1024 * 1024
 _HTML_TYPES = {"text/html", "application/xhtml+xml"}
+_IMAGE_PATH = re.compile(r"\.(?:jpe?g|png|gif|webp|avif)$", re.I)
 _UNTITLED_WORDS = 10
 
 
@@ -68,14 +72,20 @@ def read_feed(source: SourceSettings, feeds: Feeds, warn: Warn) -> list[Article]
     now = datetime.now(timezone.utc)
     articles = []
     skipped = 0
+    dropped: list[str] = []
     for entry in parsed.entries:
-        article = entry_to_article(source.name, entry, feed_authors, feeds, now)
+        article = entry_to_article(source.name, entry, feed_authors, feeds, now, dropped.append)
         if article is None:
             skipped += 1
         else:
             articles.append(article)
     if skipped:
         warn(f"source {source.name!r}: skipped {skipped} feed entries with no title, link or text")
+    if dropped:
+        warn(
+            f"source {source.name!r}: dropped {len(dropped)} links or images with no web address "
+            f"(first: {dropped[0]}); relative ones need the feed's URL or an entry link"
+        )
     return articles
 
 
@@ -97,11 +107,14 @@ def fetch_feed(source: SourceSettings, feeds: Feeds) -> FeedDocument:
 
 def read_feed_file(name: str, path: Path) -> FeedDocument:
     try:
-        return FeedDocument(body=path.read_bytes(), base_url=None)
+        with path.open("rb") as file:
+            body = file.read(MAX_FEED_BYTES + 1)
     except OSError as exc:
         raise SourceError(
             f"source {name!r}: cannot read feed file {path} ({exc.strerror}); fix its url"
         ) from None
+    _check_size(name, str(path), body)
+    return FeedDocument(body=body, base_url=None)
 
 
 def fetch_feed_url(source: SourceSettings, feeds: Feeds) -> FeedDocument:
@@ -132,14 +145,19 @@ def fetch_feed_url(source: SourceSettings, feeds: Feeds) -> FeedDocument:
         raise SourceError(
             f"source {source.name!r}: cannot fetch {url} ({_reason(exc, source)})"
         ) from None
-    if len(body) > MAX_FEED_BYTES:
-        raise SourceError(
-            f"source {source.name!r}: {url} is larger than {MAX_FEED_BYTES // (1024 * 1024)} MB; "
-            "is it really a feed?"
-        )
+    _check_size(source.name, url, body)
     feeds.save_cache(url, etag, last_modified, body)
     base_url = urljoin(final_url, content_location) if content_location else final_url
     return FeedDocument(body=body, base_url=base_url)
+
+
+def _check_size(name: str, location: str, body: bytes) -> None:
+    """Read with MAX_FEED_BYTES + 1 as the limit: more than the cap means skip the feed."""
+    if len(body) > MAX_FEED_BYTES:
+        raise SourceError(
+            f"source {name!r}: {location} is larger than {MAX_FEED_BYTES // (1024 * 1024)} MB; "
+            "skipped it (is it really a feed?)"
+        )
 
 
 def _reason(exc: BaseException, source: SourceSettings) -> str:
@@ -196,7 +214,7 @@ def _declared_base(feed: Any) -> str | None:
     for rel in ("self", "alternate"):
         for link in links:
             href = link.get("href", "")
-            if link.get("rel") == rel and _is_web_url(href):
+            if link.get("rel") == rel and safe_url(href, WEB_SCHEMES):
                 return str(href)
     return None
 
@@ -211,18 +229,24 @@ def _bozo_reason(exc: BaseException | None) -> str:
 
 
 def entry_to_article(
-    source: str, entry: Any, feed_authors: list[str], feeds: Feeds, now: datetime
+    source: str,
+    entry: Any,
+    feed_authors: list[str],
+    feeds: Feeds,
+    now: datetime,
+    unresolved: Callable[[str], None],
 ) -> Article | None:
     """The Article an entry describes, or None for an empty entry (nothing to show)."""
-    body_html = sanitize_html(_body_html(entry))
     url = _entry_url(entry)
+    body_html = sanitize_html(_body_html(entry), base_url=url, unresolved=unresolved)
     title = _plain(entry.get("title", ""), entry.get("title_detail", {}).get("type"))
     if not (title or url or html_to_plain(body_html)):
         return None
     article_id = stable_id(source, entry.get("id") or entry.get("link") or title)
+    title = title or excerpt(body_html, _UNTITLED_WORDS) or url or "Untitled"
     return Article(
         id=article_id,
-        title=title or excerpt(body_html, _UNTITLED_WORDS) or url or "Untitled",
+        title=title,
         subtitle=_plain(entry.get("subtitle", ""), entry.get("subtitle_detail", {}).get("type")),
         url=url,
         authors=tuple(Author(name=name) for name in _author_names(entry) or feed_authors),
@@ -230,7 +254,39 @@ def entry_to_article(
         excerpt=_excerpt(entry, body_html),
         published=_published(entry) or feeds.first_seen(article_id, now),
         source=source,
+        image=lead_image(entry, body_html, title),
     )
+
+
+def lead_image(entry: Any, body_html: str, title: str) -> Image | None:
+    """The entry's image: media:content or an enclosure of an image type, else the first
+    image of its (sanitized) content. Only http(s) URLs; the alt text is the image's own
+    or the article's title (feedparser folds media:title and media:description into the
+    entry's own title and summary)."""
+    for media in entry.get("media_content", []):
+        if _is_image(media.get("medium"), media.get("type"), media.get("url")):
+            src = safe_url(media.get("url"), WEB_SCHEMES)
+            if src:
+                return Image(src, title, pixels(media.get("width")))
+    for enclosure in entry.get("enclosures", []):
+        if str(enclosure.get("type", "")).startswith("image/"):
+            src = safe_url(enclosure.get("href"), WEB_SCHEMES)
+            if src:
+                return Image(src, title)
+    for tag in IMG_TAG.findall(body_html):
+        found = attributes(tag)
+        src = safe_url(html.unescape(found.get("src", "")), WEB_SCHEMES)
+        if src:
+            alt = html.unescape(found.get("alt") or found.get("title") or "").strip()
+            return Image(src, alt or title, pixels(found.get("width")))
+    return None
+
+
+def _is_image(medium: object, content_type: object, url: object) -> bool:
+    """media:content says so by medium or type; without either, the URL's extension does."""
+    if medium or content_type:
+        return medium == "image" or str(content_type or "").startswith("image/")
+    return bool(_IMAGE_PATH.search(urlsplit(str(url or "")).path))
 
 
 def _body_html(entry: Any) -> str:
@@ -268,13 +324,7 @@ def _plain(value: str, content_type: str | None) -> str:
 
 def _entry_url(entry: Any) -> str | None:
     """The entry's link if it is an absolute web URL (nothing else belongs in an email)."""
-    link = entry.get("link", "").strip()
-    return link if _is_web_url(link) else None
-
-
-def _is_web_url(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+    return safe_url(entry.get("link", ""), WEB_SCHEMES)
 
 
 def _author_names(item: Any) -> list[str]:

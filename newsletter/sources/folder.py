@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from markdown_it import MarkdownIt
 
 from ..errors import SourceError
 from ..models import Article, Author, stable_id
+from ..urls import LINK_SCHEMES, WEB_SCHEMES, allowed, safe_url
 from .sanitize import paragraphs_to_html, sanitize_html
 
 TEXT_SUFFIXES = {".txt"}
@@ -55,13 +57,13 @@ def read_folder(
         if path.name.startswith(".") or path.suffix.lower() not in TEXT_SUFFIXES | MARKDOWN_SUFFIXES:
             continue
         try:
-            articles.append(read_article_file(path, source=name, root=folder))
+            articles.append(read_article_file(path, source=name, root=folder, warn=warn))
         except SourceError as exc:
             warn(str(exc))
     return articles
 
 
-def read_article_file(path: Path, *, source: str, root: Path) -> Article:
+def read_article_file(path: Path, *, source: str, root: Path, warn: Callable[[str], None]) -> Article:
     try:
         text = path.read_text(encoding="utf-8-sig")
         mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
@@ -71,7 +73,7 @@ def read_article_file(path: Path, *, source: str, root: Path) -> Article:
         raise SourceError(f"skipped {path}: cannot read it ({exc.strerror})") from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if path.suffix.lower() in MARKDOWN_SUFFIXES:
-        parsed = parse_markdown_article(text, path)
+        parsed = parse_markdown_article(text, path, warn)
     else:
         parsed = parse_text_article(text, path)
     return Article(
@@ -123,7 +125,7 @@ def split_names(names: str) -> list[str]:
     return [p for p in parts if p]
 
 
-def parse_markdown_article(text: str, path: Path) -> ParsedArticle:
+def parse_markdown_article(text: str, path: Path, warn: Callable[[str], None]) -> ParsedArticle:
     meta, body = split_front_matter(text, path)
     title = str(meta.get("title") or "").strip()
     if not title:
@@ -134,23 +136,44 @@ def parse_markdown_article(text: str, path: Path) -> ParsedArticle:
         names = split_names(names)
     if not isinstance(names, list):
         raise SourceError(f"skipped {path}: `authors` must be a name or a list of names")
-    authors = tuple(_author_from_meta(entry, bio, path) for entry in names)
+    authors = tuple(_author_from_meta(entry, bio, path, warn) for entry in names)
+    url = _checked_url(meta.get("url"), "url", WEB_SCHEMES, path, warn)
+    dropped: list[str] = []
+    body_html = sanitize_html(markdown_to_html(body), base_url=url, unresolved=dropped.append)
+    if dropped:
+        warn(
+            f"{path}: dropped links and images with no web address: {', '.join(dropped)} "
+            "(relative ones resolve against the front matter's url; add it)"
+        )
     return ParsedArticle(
         title=title,
         subtitle=str(meta.get("subtitle") or meta.get("deck") or "").strip(),
-        body_html=sanitize_html(markdown_to_html(body)),
+        body_html=body_html,
         authors=authors,
-        url=str(meta["url"]) if meta.get("url") else None,
+        url=url,
         published=_front_matter_date(meta.get("date"), path),
     )
 
 
-def _author_from_meta(entry: Any, bio: str, path: Path) -> Author:
+def _author_from_meta(entry: Any, bio: str, path: Path, warn: Callable[[str], None]) -> Author:
     if isinstance(entry, str):
         return Author(name=entry.strip(), bio=bio)
     if isinstance(entry, dict) and entry.get("name"):
-        return Author(name=str(entry["name"]), bio=str(entry.get("bio") or bio), url=entry.get("url"))
+        url = _checked_url(entry.get("url"), "author url", LINK_SCHEMES, path, warn)
+        return Author(name=str(entry["name"]), bio=str(entry.get("bio") or bio), url=url)
     raise SourceError(f"skipped {path}: an author must be a name or a table with a name")
+
+
+def _checked_url(
+    value: Any, key: str, schemes: frozenset[str], path: Path, warn: Callable[[str], None]
+) -> str | None:
+    """A front matter URL when it is one we may link to; anything else is left out, with a warning."""
+    if value is None or value == "":
+        return None
+    url = safe_url(value, schemes)
+    if url is None:
+        warn(f"{path}: {key} {value!r} is not {allowed(schemes)}; left it out")
+    return url
 
 
 def split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str]:
@@ -187,55 +210,9 @@ def _front_matter_date(value: Any, path: Path) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-_INLINE = [
-    (re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)"), r'<img src="\2" alt="\1">'),
-    (re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)"), r'<a href="\2">\1</a>'),
-    (re.compile(r"\*\*(.+?)\*\*"), r"<strong>\1</strong>"),
-    (re.compile(r"(?<![*\w])\*(?!\s)(.+?)(?<!\s)\*(?!\*)"), r"<em>\1</em>"),
-    (re.compile(r"`([^`]+)`"), r"<code>\1</code>"),
-]
+# CommonMark with tables and strikethrough; raw HTML passes to nh3, which decides.
+_MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 
 
 def markdown_to_html(markdown: str) -> str:
-    """A small Markdown subset: paragraphs, #-headings, lists, quotes, emphasis, links, images.
-
-    Articles are prose; this covers what editors write without another dependency. The
-    result is sanitized by the caller, so raw HTML in the Markdown is allowed through nh3.
-    """
-    blocks = []
-    for block in _PARAGRAPH_BREAK.split(markdown.strip()):
-        lines = [line.rstrip() for line in block.strip().split("\n")]
-        if not lines or not lines[0]:
-            continue
-        heading = re.match(r"^(#{1,6})\s+(.*)$", lines[0])
-        if heading and len(lines) == 1:
-            level = len(heading[1])
-            blocks.append(f"<h{level}>{_inline(heading[2])}</h{level}>")
-        elif all(_BULLET.match(line) for line in lines):
-            blocks.append(_list_html("ul", _BULLET, lines))
-        elif all(_NUMBERED.match(line) for line in lines):
-            blocks.append(_list_html("ol", _NUMBERED, lines))
-        elif all(line.startswith(">") for line in lines):
-            inner = " ".join(line.lstrip("> ").strip() for line in lines)
-            blocks.append(f"<blockquote><p>{_inline(inner)}</p></blockquote>")
-        elif lines[0].lstrip().startswith("<"):
-            blocks.append("\n".join(lines))
-        else:
-            blocks.append("<p>" + "<br>".join(_inline(l) for l in lines) + "</p>")
-    return "\n".join(blocks)
-
-
-_BULLET = re.compile(r"^\s*[-*+]\s+")
-_NUMBERED = re.compile(r"^\s*\d+[.)]\s+")
-
-
-def _list_html(tag: str, marker: re.Pattern[str], lines: list[str]) -> str:
-    items = "".join(f"<li>{_inline(marker.sub('', line))}</li>" for line in lines)
-    return f"<{tag}>{items}</{tag}>"
-
-
-def _inline(text: str) -> str:
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    for pattern, replacement in _INLINE:
-        text = pattern.sub(replacement, text)
-    return text
+    return _MARKDOWN.render(markdown)

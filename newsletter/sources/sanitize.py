@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 
 import nh3
+
+from ..urls import LINK_SCHEMES, WEB_SCHEMES, resolve_url
 
 # Email clients render a small subset of HTML; everything else is dropped with its content
 # where the content is code (script, style) and unwrapped where it is text.
@@ -22,20 +25,43 @@ _ATTRIBUTES = {
     "th": {"colspan", "rowspan"},
     "abbr": {"title"},
 }
-_URL_SCHEMES = {"http", "https", "mailto"}
+# The attributes that hold a URL, and what that URL may be: a link may be mailto, an image
+# is fetched by the mail client and must be on the web.
+_URL_ATTRIBUTES = {("a", "href"): LINK_SCHEMES, ("img", "src"): WEB_SCHEMES}
 _CLEAN_CONTENT = {"script", "style", "iframe", "object", "embed", "noscript", "template"}
+# nh3 writes ">" inside attribute values as &gt;, so a tag ends at the first ">".
+_IMG_WITHOUT_SRC = re.compile(r"<img\b(?![^>]*\ssrc=)[^>]*>")
 
 
-def sanitize_html(fragment: str) -> str:
-    """Strip scripts, event handlers, javascript: URLs and anything email cannot show."""
-    return nh3.clean(
+def sanitize_html(
+    fragment: str, base_url: str | None = None, unresolved: Callable[[str], None] | None = None
+) -> str:
+    """Strip scripts, event handlers, javascript: URLs and anything email cannot show.
+
+    Relative links and images resolve against `base_url` (the article's own URL). One that
+    resolves to no web (or mailto) address is dropped: a link keeps its text, an image goes
+    whole; `unresolved` hears of each.
+    """
+
+    def check_url(tag: str, attribute: str, value: str) -> str | None:
+        schemes = _URL_ATTRIBUTES.get((tag, attribute))
+        if schemes is None:
+            return value
+        url = resolve_url(value, base_url, schemes)
+        if url is None and unresolved is not None:
+            unresolved(value)
+        return url
+
+    cleaned = nh3.clean(
         fragment,
         tags=_TAGS,
         attributes=_ATTRIBUTES,
-        url_schemes=_URL_SCHEMES,
+        url_schemes=set(LINK_SCHEMES),
         clean_content_tags=_CLEAN_CONTENT,
         link_rel="noopener",
-    ).strip()
+        attribute_filter=check_url,
+    )
+    return _IMG_WITHOUT_SRC.sub("", cleaned).strip()
 
 
 _TAG = re.compile(r"<[^>]+>")
