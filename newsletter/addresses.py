@@ -131,8 +131,18 @@ def normalize_domain(raw: str) -> str:
 _FORBIDDEN_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+# The store keeps at most this many characters of a name (subscribers.name is VARCHAR(200)).
+NAME_MAX_CHARS = 200
+
+
 def check_name(name: str) -> str:
-    """The name unchanged, or AddressError naming the first control character in it."""
+    """The name unchanged, or AddressError naming what is wrong: a control character in
+    it, or more than NAME_MAX_CHARS characters."""
+    if len(name) > NAME_MAX_CHARS:
+        raise AddressError(
+            f"invalid name {name[:40]!r}...: it has {len(name)} characters, at most "
+            f"{NAME_MAX_CHARS} are kept; shorten it"
+        )
     found = _FORBIDDEN_IN_NAMES.search(name)
     if found is not None:
         raise AddressError(

@@ -46,7 +46,6 @@ MAX_BODY_BYTES = 64 * 1024
 RATE_WINDOW_SECONDS = 3600.0
 FEED_ENTRIES = 20
 SUMMARY_CHARS = 400
-NAME_MAX_CHARS = 200
 MAX_ISSUE_NUMBER = 2**31 - 1  # the largest INTEGER on PostgreSQL (SQLite's is larger)
 # How uvicorn runs the app (`newsletter serve`, and the tests): its own X-Forwarded-For
 # handling, which trusts loopback by default, is off; client_ip decides from the config.
@@ -250,7 +249,7 @@ class Site:
             return self.subscribe_form(
                 request, list_record, error=str(exc), email=email, name=name, status=400
             )
-        name = " ".join(name.split())[:NAME_MAX_CHARS]  # one line, bounded
+        name = " ".join(name.split())  # one line (check_name bounded its length)
         await run_in_threadpool(self.sign_up, list_record, email, name, ip)
         return self.page("subscribed.html.j2", list=list_record)
 

@@ -115,3 +115,11 @@ def test_the_fast_path_takes_the_common_case_and_refuses_the_rest() -> None:
     for raw in ["a..b@example.org", ".a@example.org", "a@localhost", "a@example.invalid",
                 '"q"@example.org', "ü@example.org", "a@bücher.de", "a@-x.org", "a" * 65 + "@x.org"]:
         assert addresses._parse_common(raw) is None, raw
+
+
+def test_a_name_longer_than_the_store_keeps_is_refused_with_the_reason() -> None:
+    from newsletter.addresses import NAME_MAX_CHARS, check_name
+
+    assert check_name("A" * NAME_MAX_CHARS) == "A" * NAME_MAX_CHARS
+    with pytest.raises(AddressError, match=r"it has 201 characters, at most 200 are kept; shorten it"):
+        check_name("A" * (NAME_MAX_CHARS + 1))
