@@ -30,6 +30,7 @@ from .folding import MAX_LINE, fold_words
 from .render import PersonalTemplate, neutralize_markers, personal_values
 from .signing import DkimSigner
 from .tokens import UNSUBSCRIBE, make_token
+from .transport import DATA_END, dot_stuffed
 from .urls import archive_url
 
 CRLF = "\r\n"
@@ -151,6 +152,10 @@ class MessageTemplate:
         self._boundary = "=_nl_" + token_hex(12)  # "=_" never occurs in quoted-printable
         self._headers = self._header_fields(config, list_slug, digest, domain, subject, date)
         self._body_pieces, self._body_slots = self._body(text_part, html_part)
+        # The same pieces as SMTP DATA carries them. Every piece, and every personal value
+        # between them, begins at the start of a line, so each is dot-stuffed on its own:
+        # the static ones here, once per issue, not 25 KB scanned per recipient.
+        self._stuffed_pieces = [dot_stuffed(piece) for piece in self._body_pieces]
 
     # -- built once -------------------------------------------------------------------
 
@@ -210,8 +215,9 @@ class MessageTemplate:
     def unsubscribe_url(self, subscriber_id: int) -> str:
         return _unsubscribe_url(self._secret, self._base_url, subscriber_id, self.list_id)
 
-    def fill(self, recipient: Recipient) -> bytes:
-        """The complete message for one recipient, DKIM-signed when a signer is set."""
+    def fill(self, recipient: Recipient, *, stuffed: bool = False) -> bytes:
+        """The complete message for one recipient, DKIM-signed when a signer is set;
+        `stuffed`: as SMTP DATA carries it (dot-stuffed, ending in the "." line)."""
         url = self.unsubscribe_url(recipient.subscriber_id)
         name = display_name(recipient.name)
         address = envelope_address(recipient.email)
@@ -221,12 +227,17 @@ class MessageTemplate:
             "List-Unsubscribe": self._list_unsubscribe(url),
         }
         fields = [(n, personal[n] if v is None else v) for n, v in self._headers]
-        header_block = "".join(f"{n}: {v}{CRLF}" for n, v in fields).encode("utf-8")
-        body = self._fill_body(personal_values(url, name, recipient.email))
-        if self._signer is None:
-            return header_block + CRLF.encode() + body
-        signed = [(n, v) for n, v in fields if n in SIGNED_HEADERS]
-        return self._signer.sign(signed, body, oversign=OVERSIGNED_HEADERS) + header_block + CRLF.encode() + body
+        # Header lines never begin with a dot: the header block needs no stuffing.
+        head = "".join(f"{n}: {v}{CRLF}" for n, v in fields).encode("utf-8") + CRLF.encode()
+        values = self._encoded_values(personal_values(url, name, recipient.email))
+        body = self._join(self._body_pieces, values) if self._signer or not stuffed else b""
+        if self._signer is not None:
+            signed = [(n, v) for n, v in fields if n in SIGNED_HEADERS]
+            head = self._signer.sign(signed, body, oversign=OVERSIGNED_HEADERS) + head
+        if not stuffed:
+            return head + body
+        stuffed_values = {slot: dot_stuffed(value) for slot, value in values.items()}
+        return head + self._join(self._stuffed_pieces, stuffed_values) + DATA_END
 
     def _list_unsubscribe(self, url: str) -> str:
         if not self._mailto:
@@ -234,16 +245,20 @@ class MessageTemplate:
         token = url.rpartition("/")[2]
         return f"<{url}>,{CRLF} <mailto:{self._mailto}?subject=unsubscribe%20{token}>"
 
-    def _fill_body(self, values: dict[str, str]) -> bytes:
+    def _encoded_values(self, values: dict[str, str]) -> dict[tuple[bool, str], bytes]:
+        """Each slot's value as its part carries it (HTML-escaped there, quoted-printable)."""
         encoded: dict[tuple[bool, str], bytes] = {}
-        out = [self._body_pieces[0]]
-        for slot, piece in zip(self._body_slots, self._body_pieces[1:]):
-            value = encoded.get(slot)
-            if value is None:
+        for slot in self._body_slots:
+            if slot not in encoded:
                 is_html, name = slot
                 raw = html.escape(values[name], quote=True) if is_html else values[name]
-                value = encoded[slot] = qp_chunk(raw)
-            out.append(value)
+                encoded[slot] = qp_chunk(raw)
+        return encoded
+
+    def _join(self, pieces: list[bytes], values: dict[tuple[bool, str], bytes]) -> bytes:
+        out = [pieces[0]]
+        for slot, piece in zip(self._body_slots, pieces[1:]):
+            out.append(values[slot])
             out.append(piece)
         return b"".join(out)
 

@@ -156,3 +156,25 @@ def test_the_cli_on_a_read_only_database_says_so_in_one_line(tmp_path: Path) -> 
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and "is read-only" in result.output
     assert Store(f"sqlite:///{path}").lists.summary("weekly").counts == {}  # nothing written
+
+
+def test_times_round_trip_whatever_the_database_server_s_time_zone(database_url: str, backend: str) -> None:
+    if backend == "postgres":  # a server whose sessions default to another zone than UTC
+        store = Store(database_url)
+        with store.write() as conn:
+            name = conn.execute(text("SELECT current_database()")).scalar()
+            conn.execute(text(f"ALTER DATABASE {name} SET timezone TO 'Asia/Tokyo'"))
+        store.close()
+    from newsletter.store.schema import utcnow
+
+    store = Store(database_url)
+    before = utcnow()
+    created = store.lists.create("weekly").created_at
+    assert created.utcoffset() is not None and created.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+    assert abs((created - before).total_seconds()) < 60
+    if backend == "postgres":  # the instant stored is right for every other reader too
+        with store.read() as conn:
+            drift = conn.execute(
+                text("SELECT abs(extract(epoch FROM (created_at - now()))) FROM lists")
+            ).scalar()
+        assert drift < 60

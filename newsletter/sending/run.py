@@ -296,12 +296,13 @@ class SendRun:
 
     def _deliver(self, channel: Channel, delivery: ClaimedDelivery) -> Outcome:
         recipient = Recipient(delivery.email, delivery.name, delivery.subscriber_id, str(delivery.id))
+        stuffed = self.transport.takes_stuffed
         try:
-            data = self.template.fill(recipient)
+            data = self.template.fill(recipient, stuffed=stuffed)
             envelope = Envelope(
                 self.envelope_sender, envelope_address(delivery.email), self.issue.label, str(delivery.id)
             )
-            channel.send(envelope, data)
+            channel.send(envelope, data, stuffed=stuffed)
         except AddressError as exc:
             return self.policy.undeliverable(delivery, str(exc))
         except PermanentFailure as exc:

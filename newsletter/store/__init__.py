@@ -42,6 +42,7 @@ from .memberships import Memberships
 from .migrations import Migrations
 from .subscribers import Subscribers
 from .suppressions import Suppressions
+from .writerlock import WriterLock, WriterLockTimeout
 
 if TYPE_CHECKING:
     from ..config import DatabaseSettings
@@ -61,6 +62,7 @@ class Store:
         self.busy_timeout = busy_timeout
         self.engine = _create_engine(url, busy_timeout)
         self.dialect = self.engine.dialect.name
+        self._writer_lock = _writer_lock(self.engine, busy_timeout)
         self.migrations = Migrations(self)
         self.lists = Lists(self)
         self.subscribers = Subscribers(self)
@@ -88,10 +90,17 @@ class Store:
     def write(self, *, serial: bool = True) -> Iterator[Connection]:
         """A transaction that may write: committed when the block ends, rolled back on an
         exception. The write lock is taken first (see the module docstring)."""
-        with self._transaction(write=True) as conn:
-            if serial and self.dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_WRITE_LOCK})
-            yield conn
+        if self._writer_lock is None:
+            with self._transaction(write=True) as conn:
+                if serial and self.dialect == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_WRITE_LOCK})
+                yield conn
+            return
+        try:
+            with self._writer_lock.held(), self._transaction(write=True) as conn:
+                yield conn
+        except WriterLockTimeout:
+            raise StoreError(describe_failure(self, TimeoutError("database is locked"))) from None
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Connection]:
@@ -131,6 +140,15 @@ def describe_failure(store: Store, exc: BaseException) -> str:
     if "disk is full" in lowered or "no space" in lowered or "diskfull" in lowered:
         return f"the database {store.where} cannot grow: the disk is full; free some space"
     return f"database {store.where}: {detail}"
+
+
+def _writer_lock(engine: Engine, busy_timeout: float) -> WriterLock | None:
+    """The lock SQLite writers share (writerlock.py); None for PostgreSQL or a database
+    that is not a plain file."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database.startswith((":memory:", "file:")):
+        return None
+    return WriterLock(Path(database), busy_timeout)
 
 
 def _create_engine(url: str, busy_timeout: float) -> Engine:

@@ -48,7 +48,7 @@ from sqlalchemy import (
 
 from .records import CONFIRMED, DONE, PAUSED, SENDING
 from .revocations import current_epoch
-from .schema import deliveries, issues, memberships, senders, subscribers, utcnow
+from .schema import deliveries, driver_timestamp, issues, memberships, senders, subscribers, utcnow
 from .suppressions import address_suppressed
 
 if TYPE_CHECKING:
@@ -259,54 +259,23 @@ class Ledger:
 
         `sent` is written whatever the claim's state: the message went out, and the row
         must say so or it would go out again. The other outcomes only touch rows this
-        owner still holds.
+        owner still holds. This runs for every few messages: two plain statements sent
+        straight to the driver, not SQLAlchemy constructs compiled each time.
         """
-        now = utcnow()
-        sent = [o.delivery_id for o in outcomes if o.status == SENT]
-        others = [o for o in outcomes if o.status != SENT]
+        dialect = self.store.dialect
+        now = driver_timestamp(utcnow(), dialect)
+        sent = [(now, o.delivery_id) for o in outcomes if o.status == SENT]
+        others = [
+            (o.status, 1 if o.attempted else 0, o.error, driver_timestamp(o.retry_at, dialect), o.delivery_id, owner)
+            for o in outcomes
+            if o.status != SENT
+        ]
         bounced = [o.subscriber_id for o in outcomes if o.bounce and o.subscriber_id is not None]
         with self.store.write(serial=False) as conn:
             if sent:
-                conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.id.in_(sent))
-                    .values(
-                        status=SENT,
-                        sent_at=now,
-                        attempts=deliveries.c.attempts + 1,
-                        claimed_by=None,
-                        claimed_until=None,
-                        error=None,
-                        retry_at=None,
-                    )
-                )
+                conn.exec_driver_sql(_driver_sql(_RECORD_SENT, dialect), sent)
             if others:
-                conn.execute(
-                    update(deliveries)
-                    .where(
-                        deliveries.c.id == bindparam("delivery_id"),
-                        deliveries.c.status == CLAIMED,
-                        deliveries.c.claimed_by == owner,
-                    )
-                    .values(
-                        status=bindparam("new_status"),
-                        attempts=deliveries.c.attempts + bindparam("tried"),
-                        error=bindparam("new_error"),
-                        retry_at=bindparam("new_retry_at"),
-                        claimed_by=None,
-                        claimed_until=None,
-                    ),
-                    [
-                        {
-                            "delivery_id": o.delivery_id,
-                            "new_status": o.status,
-                            "tried": 1 if o.attempted else 0,
-                            "new_error": o.error,
-                            "new_retry_at": o.retry_at,
-                        }
-                        for o in others
-                    ],
-                )
+                conn.exec_driver_sql(_driver_sql(_RECORD_OTHER, dialect), others)
             if bounced:
                 conn.execute(
                     update(subscribers)
@@ -382,6 +351,21 @@ class Ledger:
             failed=by_status.get(FAILED, 0),
             skipped=by_status.get(SKIPPED, 0),
         )
+
+
+_RECORD_SENT = (
+    f"UPDATE deliveries SET status = '{SENT}', sent_at = ?, attempts = attempts + 1, "
+    "claimed_by = NULL, claimed_until = NULL, error = NULL, retry_at = NULL WHERE id = ?"
+)
+_RECORD_OTHER = (
+    "UPDATE deliveries SET status = ?, attempts = attempts + ?, error = ?, retry_at = ?, "
+    f"claimed_by = NULL, claimed_until = NULL WHERE id = ? AND status = '{CLAIMED}' AND claimed_by = ?"
+)
+
+
+def _driver_sql(statement: str, dialect: str) -> str:
+    """A statement written with `?` markers in the driver's own parameter style."""
+    return statement.replace("?", "%s") if dialect == "postgresql" else statement
 
 
 def with_recipient_state(list_id: int) -> Select[Any]:

@@ -31,7 +31,9 @@ from sqlalchemy.types import TypeDecorator
 
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """Stores naive UTC, returns aware UTC: SQLite keeps no zone, PostgreSQL gets timestamptz."""
+    """Aware UTC datetimes in and out. SQLite keeps no zone: it stores naive UTC.
+    PostgreSQL's timestamptz gets the aware value (a naive one would be read in the
+    session's time zone, which need not be UTC)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -41,10 +43,23 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the store; use an aware UTC datetime")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        utc = value.astimezone(timezone.utc)
+        return utc if dialect.name == "postgresql" else utc.replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=timezone.utc)
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def driver_timestamp(value: datetime | None, dialect: str) -> object:
+    """An aware datetime as the database driver takes it in a raw statement: what
+    UtcDateTime stores (SQLite: naive UTC in SQLAlchemy's text format)."""
+    if value is None or dialect == "postgresql":
+        return value
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def utcnow() -> datetime:
