@@ -97,10 +97,17 @@ def envelope_address(email: str) -> str:
         raise AddressError(f"invalid address {email!r}: domain is not valid IDNA ({exc})") from None
 
 
+# A value quoted-printable leaves as it is: short printable ASCII without "=", not
+# ending in a blank (most names, addresses and unsubscribe URLs; checked per recipient).
+_QP_AS_IS = re.compile(r"[ !-<>-~]{0,%d}[!-<>-~]" % (_QP_LINE - 2))
+
+
 def qp_chunk(text: str) -> bytes:
     """Quoted-printable for one chunk of a part, ending on a line boundary."""
     if not text:
         return b""
+    if _QP_AS_IS.fullmatch(text):
+        return f"{text}={CRLF}".encode("ascii")
     # quoprimime wants bytes as latin-1 characters (what email.charset does for UTF-8).
     encoded = quoprimime.body_encode(
         text.encode("utf-8").decode("latin-1"), maxlinelen=_QP_LINE, eol=CRLF

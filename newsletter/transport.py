@@ -433,11 +433,9 @@ class SmtpChannel:
         """MAIL, RCPT and DATA in one write, then their three replies (RFC 2920): one
         round trip instead of three."""
         extra = "".join(f" {option}" for option in options)
-        commands = (
-            f"mail FROM:{smtplib.quoteaddr(envelope.sender)}{extra}\r\n"
-            f"rcpt TO:{smtplib.quoteaddr(envelope.recipient)}\r\n"
-            "data\r\n"
-        )
+        # The addresses are checked already (envelope_address): no need for smtplib's
+        # quoteaddr, whose parse costs more than the rest of this exchange.
+        commands = f"mail FROM:<{envelope.sender}>{extra}\r\nrcpt TO:<{envelope.recipient}>\r\ndata\r\n"
         try:
             connection.send(commands.encode("utf-8" if "SMTPUTF8" in options else "ascii"))
         except (smtplib.SMTPServerDisconnected, OSError) as exc:

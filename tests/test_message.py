@@ -332,3 +332,16 @@ def test_a_missing_or_bad_dkim_key_is_one_clear_error(project: Path, tmp_path: P
     garbage.write_text("not a key")
     with pytest.raises(ConfigError, match="is not an unencrypted PEM private key"):
         load_signer(dkim_config(project, garbage))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x2FF), max_size=120))
+def test_quoted_printable_of_a_value_is_what_the_email_package_would_write(text: str) -> None:
+    from email import quoprimime
+
+    from newsletter.message import _QP_LINE, CRLF, qp_chunk
+
+    expected = quoprimime.body_encode(text.encode("utf-8").decode("latin-1"), maxlinelen=_QP_LINE, eol=CRLF)
+    if text and not text.endswith("\n"):
+        expected += "=" + CRLF
+    assert qp_chunk(text) == expected.encode("ascii")

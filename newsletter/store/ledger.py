@@ -48,7 +48,16 @@ from sqlalchemy import (
 
 from .records import CONFIRMED, DONE, PAUSED, SENDING
 from .revocations import current_epoch
-from .schema import deliveries, driver_timestamp, issues, memberships, senders, subscribers, utcnow
+from .schema import (
+    UtcDateTime,
+    deliveries,
+    driver_timestamp,
+    issues,
+    memberships,
+    senders,
+    subscribers,
+    utcnow,
+)
 from .suppressions import address_suppressed
 
 if TYPE_CHECKING:
@@ -179,29 +188,20 @@ class Ledger:
         lease ran out); None when this sender must stop (see heartbeat). Whoever is no
         longer a confirmed member, or is now suppressed, is skipped instead."""
         now = utcnow()
+        dialect = self.store.dialect
         with self.store.write(serial=False) as conn:
             if not _may_claim(conn, issue_id, owner):
                 return None
             due = _claimable(conn, list_id, issue_id, now, limit)
             reasons = {row.id: skip_reason(row) for row in due}
             claimed = [row for row in due if reasons[row.id] is None]
-            skipped = [
-                {"delivery_id": row.id, "reason": reasons[row.id]}
-                for row in due
-                if reasons[row.id] is not None
-            ]
+            skipped = [(reasons[row.id], row.id) for row in due if reasons[row.id] is not None]
             if skipped:
-                conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.id == bindparam("delivery_id"))
-                    .values(status=SKIPPED, error=bindparam("reason"), claimed_by=None, claimed_until=None),
-                    skipped,
-                )
+                conn.exec_driver_sql(_driver_sql(_SKIP, dialect), skipped)
             if claimed:
-                conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.id.in_([row.id for row in claimed]))
-                    .values(status=CLAIMED, claimed_by=owner, claimed_until=until)
+                claimed_until = driver_timestamp(until, dialect)
+                conn.exec_driver_sql(
+                    _driver_sql(_CLAIM, dialect), [(owner, claimed_until, row.id) for row in claimed]
                 )
         return Claim(
             [ClaimedDelivery(r.id, r.subscriber_id, r.email, r.name or "", r.attempts) for r in claimed],
@@ -368,7 +368,7 @@ def _driver_sql(statement: str, dialect: str) -> str:
     return statement.replace("?", "%s") if dialect == "postgresql" else statement
 
 
-def with_recipient_state(list_id: int) -> Select[Any]:
+def with_recipient_state(list_id: Any) -> Select[Any]:
     """Deliveries with what decides whether their recipient may still be mailed."""
     return select(
         deliveries.c.id,
@@ -420,36 +420,42 @@ def _free_what_gone_senders_left(
     )
 
 
+def _due(*where: Any) -> Select[Any]:
+    """A claim's query: the first `limit` deliveries of the issue that match, in id order,
+    skipping rows another sender holds locked (PostgreSQL; on SQLite the write lock keeps
+    claims apart). Built once: only the parameters change from claim to claim."""
+    return (
+        with_recipient_state(bindparam("list_id"))
+        .where(deliveries.c.issue_id == bindparam("issue_id"), *where)
+        .order_by(deliveries.c.id)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True, of=deliveries)
+    )
+
+
+_DUE_PENDING = _due(
+    deliveries.c.status == PENDING,
+    or_(deliveries.c.retry_at.is_(None), deliveries.c.retry_at <= bindparam("now", type_=UtcDateTime)),
+)
+_DUE_EXPIRED = _due(
+    deliveries.c.status == CLAIMED, deliveries.c.claimed_until < bindparam("now", type_=UtcDateTime)
+)
+_CLAIM = f"UPDATE deliveries SET status = '{CLAIMED}', claimed_by = ?, claimed_until = ? WHERE id = ?"
+_SKIP = (
+    f"UPDATE deliveries SET status = '{SKIPPED}', error = ?, claimed_by = NULL, "
+    "claimed_until = NULL WHERE id = ?"
+)
+
+
 def _claimable(
     conn: Connection, list_id: int, issue_id: int, now: datetime, limit: int
 ) -> list[Row[Any]]:
     """Due pending deliveries, then claims whose lease ran out; locked for this claim."""
-    pending = with_recipient_state(list_id).where(
-        deliveries.c.issue_id == issue_id,
-        deliveries.c.status == PENDING,
-        or_(deliveries.c.retry_at.is_(None), deliveries.c.retry_at <= now),
-    )
-    rows = _locked(conn, pending, limit)
+    params = {"list_id": list_id, "issue_id": issue_id, "now": now, "limit": limit}
+    rows = list(conn.execute(_DUE_PENDING, params).all())
     if len(rows) < limit:
-        expired = with_recipient_state(list_id).where(
-            deliveries.c.issue_id == issue_id,
-            deliveries.c.status == CLAIMED,
-            deliveries.c.claimed_until < now,
-        )
-        rows += _locked(conn, expired, limit - len(rows))
+        rows += conn.execute(_DUE_EXPIRED, {**params, "limit": limit - len(rows)}).all()
     return rows
-
-
-def _locked(conn: Connection, query: Select[Any], limit: int) -> list[Row[Any]]:
-    """The first `limit` rows of `query` in id order, skipping rows another sender holds
-    locked (PostgreSQL; SQLite's write lock already keeps claims apart)."""
-    return list(
-        conn.execute(
-            query.order_by(deliveries.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=deliveries)
-        ).all()
-    )
 
 
 def _may_claim(conn: Connection, issue_id: int, owner: str) -> bool:
