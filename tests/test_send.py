@@ -3,8 +3,6 @@ loopback, each subscriber exactly once; retries, bounces, pauses, resumes, stops
 
 from __future__ import annotations
 
-import json
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -13,11 +11,8 @@ from email.header import decode_header, make_header
 from pathlib import Path
 
 import pytest
-from click.testing import Result
 from smtp_server import SmtpTestServer, configure, generated_people, subscribe
-from typer.testing import CliRunner
 
-from newsletter.cli import app
 from newsletter.config import Config
 from newsletter.errors import DeliveryError, NewsletterError, SecretError
 from newsletter.sending import IssuePaused, SendProgress, send_digest
@@ -211,6 +206,22 @@ def test_a_4xx_reply_is_retried_until_accepted(project: Path, store: Store, smtp
     assert smtp_server.per_recipient() == {"grey@example.org": 1, "ok@example.org": 1}
     assert report.counts.sent == 2
     assert delivery_rows(store)["grey@example.org"] == (SENT, 3, None)
+
+
+def test_greylisting_every_recipient_defers_each_and_goes_on_without_pausing(
+    project: Path, store: Store, smtp_server: SmtpTestServer
+) -> None:
+    people = generated_people(30)  # more than max_consecutive_failures (20)
+    subscribe(store, "weekly", people)
+    for email, _ in people:
+        smtp_server.refuse(email, "451 4.7.1 Greylisted, please try again later", times=1)
+    config = smtp_config(project, smtp_server, connections=1)
+
+    report = send_digest(config, store, "weekly")
+
+    assert (report.status, report.counts.sent, report.counts.failed) == ("done", 30, 0)
+    assert set(smtp_server.per_recipient().values()) == {1}
+    assert {attempts for _, attempts, _ in delivery_rows(store).values()} == {2}
 
 
 def test_a_4xx_reply_fails_the_delivery_after_max_retries(
@@ -463,121 +474,3 @@ def test_the_outbox_gets_one_file_per_recipient(project: Path, config: Config, s
     assert report.counts.sent == 5
     recipients = {message_from_bytes(f.read_bytes(), policy=policy.default)["To"] for f in files}
     assert recipients == {f"{name} <{email}>" for email, name in people}
-
-
-# -- the commands ---------------------------------------------------------------------------
-
-runner = CliRunner()
-
-
-def invoke(project: Path, *args: str, input: str | None = None) -> Result:
-    return runner.invoke(app, ["--config", str(project / "config.toml"), *args], input=input)
-
-
-PEOPLE = [("ada@example.org", "Ada"), ("bob@example.org", "Bob"), ("cy@example.org", "")]
-
-
-def test_send_asks_first_and_sends_nothing_when_not_confirmed(project: Path, store: Store) -> None:
-    subscribe(store, "weekly", PEOPLE)
-
-    result = invoke(project, "send", "weekly", input="n\n")
-
-    assert result.exit_code == 1
-    assert result.stdout == (
-        "Send issue #1 of weekly (Test Weekly #1, 1 article) to 3 subscribers of weekly? [y/N]: n\n"
-    )
-    assert result.stderr == "Error: not confirmed; nothing was done (pass --yes to skip the question)\n"
-    assert store.issues.history() == [] and not (project / "outbox").exists()
-
-
-def test_send_yes_writes_the_outbox_and_prints_a_summary(project: Path, store: Store) -> None:
-    subscribe(store, "weekly", PEOPLE)
-
-    result = invoke(project, "send", "weekly", "--yes")
-
-    assert result.exit_code == 0, result.output
-    assert re.fullmatch(
-        r"issue #1 of weekly: 3 sent, 0 failed, 0 skipped, 0 left; this run sent 3 in \d+\.\d s \(\d+/s\)\n",
-        result.stdout,
-    )
-    assert sorted(p.name for p in (project / "outbox" / "weekly-1").iterdir()) == ["1.eml", "2.eml", "3.eml"]
-
-    again = invoke(project, "send", "weekly", "--yes")
-    assert (again.exit_code, again.stdout) == (0, "No new articles for weekly in the last 7 days; nothing to send.\n")
-
-
-def test_send_dry_run_shows_the_issue_and_sends_nothing(project: Path, store: Store) -> None:
-    subscribe(store, "weekly", generated_people(12))
-
-    result = invoke(project, "send", "weekly", "--dry-run")
-
-    assert result.exit_code == 0, result.output
-    first = ", ".join(f"reader{n:06d}@example.org" for n in range(10))
-    assert result.stdout == (
-        "Would send issue #1 of weekly to list weekly.\n"
-        "Subject: Test Weekly #1\n"
-        "Articles: 1\n"
-        "Recipients: 12\n"
-        f"First recipients: {first} and 2 more\n"
-        "Dry run: nothing was sent or recorded.\n"
-    )
-    assert store.issues.history() == [] and not (project / "outbox").exists()
-
-
-def test_send_to_sends_one_test_copy_and_records_nothing(project: Path, store: Store) -> None:
-    subscribe(store, "weekly", PEOPLE)
-
-    result = invoke(project, "send", "weekly", "--to", "editor@example.org")
-
-    assert result.exit_code == 0, result.output
-    assert result.stdout == "Sent a test copy of issue #1 (Test Weekly #1) to editor@example.org; nothing recorded.\n"
-    [copy] = (project / "outbox" / "messages").iterdir()
-    assert message_from_bytes(copy.read_bytes(), policy=policy.default)["To"] == "editor@example.org"
-    assert store.issues.history() == []
-
-
-def test_send_without_the_secret_is_one_error_line(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    subscribe(store, "weekly", PEOPLE)
-    monkeypatch.delenv("NEWSLETTER_SECRET")
-
-    result = invoke(project, "send", "weekly", "--yes")
-
-    assert result.exit_code == 1
-    assert result.stderr == (
-        "Error: the token signing secret is not set: export NEWSLETTER_SECRET=... "
-        f"(the variable named in {project / 'config.toml'})\n"
-    )
-    assert store.issues.history() == []
-
-
-def test_send_at_checks_the_time_format(project: Path) -> None:
-    result = invoke(project, "send", "weekly", "--at", "next monday")
-    assert result.exit_code == 1
-    assert result.stderr == "Error: --at 'next monday': use \"YYYY-MM-DD HH:MM\" (in the newsletter time zone)\n"
-
-
-def test_history_lists_issues_with_their_counts(
-    project: Path, store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("COLUMNS", "150")
-    assert invoke(project, "history").stdout == "No issues yet.\n"
-    subscribe(store, "weekly", PEOPLE)
-    invoke(project, "send", "weekly", "--yes")
-    store.suppressions.block("cy@example.org")
-
-    table = invoke(project, "history", "weekly")
-    listed = invoke(project, "history", "--json")
-
-    assert table.exit_code == 0
-    assert re.fullmatch(  # not a terminal: tab-separated, a header line first
-        r"Issue\tSubject\tCreated\tStatus\tSent\tFailed\tSkipped\tPending\n"
-        r"weekly #1\tTest Weekly #1\t\d{4}-\d\d-\d\d \d\d:\d\d\tdone\t3\t0\t0\t0\n",
-        table.stdout,
-    )
-    [entry] = json.loads(listed.stdout)
-    assert entry["created"] and entry["finished"]
-    del entry["created"], entry["finished"]
-    assert entry == {
-        "digest": "weekly", "number": 1, "subject": "Test Weekly #1", "status": "done",
-        "paused_reason": None, "recipients": 3, "pending": 0, "sent": 3, "failed": 0, "skipped": 0,
-    }

@@ -108,6 +108,7 @@ def worker_command(
     connections: int = typer.Option(
         None, "--connections", min=1, help="SMTP connections of this worker (default: [smtp] connections)."
     ),
+    as_json: bool = typer.Option(False, "--json", help="With --issue: print the report as JSON."),
 ) -> None:
     """Join whatever issue is being sent (one after another) beside its other senders,
     here or on other machines sharing the database; SIGTERM or Ctrl-C stops it after
@@ -123,7 +124,10 @@ def worker_command(
             serve(config, app_state.store, stop, click.echo)
             return
         report = work_on(config, app_state.store, app_state.store.issues.get(issue), stop=stop)
-    click.echo(report.worker_line())
+    if as_json:
+        print_json(report.as_json())
+    else:
+        click.echo(report.worker_line())
 
 
 def schedule_later(config: Config, digest: str, at: str) -> None:

@@ -10,6 +10,7 @@ worker finishes its messages in flight), and reports on the issue when all are d
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -61,8 +62,8 @@ class WorkerPool:
         self.started = time.monotonic()
 
     def run(self) -> SendReport:
-        errors = [tempfile.TemporaryFile() for _ in self.connections]
-        processes = [self._spawn(count, error) for count, error in zip(self.connections, errors)]
+        outputs = [(tempfile.TemporaryFile(), tempfile.TemporaryFile()) for _ in self.connections]
+        processes = [self._spawn(count, *files) for count, files in zip(self.connections, outputs)]
         signalled = False
         while any(process.poll() is None for process in processes):
             if self.requested.is_set() and not signalled:
@@ -73,15 +74,16 @@ class WorkerPool:
             self._report_progress()
             time.sleep(PROGRESS_SECONDS)
         self._report_progress()
-        failures = [_last_line(error) for process, error in zip(processes, errors) if process.returncode]
-        return self._conclude([failure for failure in failures if failure])
+        by_worker = tuple(_sent(output) for output, _ in outputs)
+        failures = [_last_line(error) for process, (_, error) in zip(processes, outputs) if process.returncode]
+        return self._conclude([failure for failure in failures if failure], by_worker)
 
-    def _spawn(self, connections: int, error: IO[bytes]) -> subprocess.Popen[bytes]:
+    def _spawn(self, connections: int, output: IO[bytes], error: IO[bytes]) -> subprocess.Popen[bytes]:
         command = [
             sys.executable, "-m", "newsletter", "--config", str(self.config.path),
-            "worker", "--issue", str(self.issue.id), "--connections", str(connections),
+            "worker", "--issue", str(self.issue.id), "--connections", str(connections), "--json",
         ]
-        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=error)
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=error)
 
     def _report_progress(self) -> None:
         if self.progress is not None:
@@ -100,7 +102,7 @@ class WorkerPool:
             elapsed=time.monotonic() - self.started,
         )
 
-    def _conclude(self, failures: list[str]) -> SendReport:
+    def _conclude(self, failures: list[str], by_worker: tuple[int, ...]) -> SendReport:
         issue = self.store.issues.get(self.issue.id)
         snapshot = self._snapshot()
         report = SendReport(
@@ -113,12 +115,24 @@ class WorkerPool:
             elapsed=snapshot.elapsed,
             resumed=self.resumed,
             reason=issue.paused_reason,
+            by_worker=by_worker,
         )
         if report.status == "paused":
             raise IssuePaused(report)
         if report.status != "done" and failures and not self.requested.is_set():
             raise DeliveryError(failures[0].removeprefix("Error: "))
         return report
+
+
+def _sent(stream: IO[bytes]) -> int:
+    """What a worker sent, from its JSON report (0 if it died before it wrote one)."""
+    stream.seek(0)
+    try:
+        return int(json.loads(stream.read() or b"{}").get("sent_this_run", 0))
+    except ValueError:
+        return 0
+    finally:
+        stream.close()
 
 
 def _last_line(stream: IO[bytes]) -> str:

@@ -19,6 +19,8 @@ class SendReport:
     elapsed: float = 0.0
     resumed: bool = False
     reason: str | None = None
+    # With several sender processes: what each of them sent in this run.
+    by_worker: tuple[int, ...] = ()
 
     def __str__(self) -> str:
         if self.status == "nothing":
@@ -30,11 +32,27 @@ class SendReport:
             f"{c.skipped} skipped, {c.pending} left; this run sent {self.sent_this_run} "
             f"in {self.elapsed:.1f} s ({rate:.0f}/s)"
         )
+        if len(self.by_worker) > 1:
+            line += f"; {len(self.by_worker)} sender processes sent {', '.join(map(str, self.by_worker))}"
         if self.status == "stopped":
             return f"{line}; stopped: run `newsletter send {self.digest}` to resume"
         if self.status == "paused":
             return f"{line}; paused: {self.reason}"
         return line
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "digest": self.digest,
+            "number": self.number,
+            "status": self.status,
+            "sent_this_run": self.sent_this_run,
+            "elapsed": round(self.elapsed, 3),
+            "sent": self.counts.sent,
+            "failed": self.counts.failed,
+            "skipped": self.counts.skipped,
+            "pending": self.counts.pending,
+            "reason": self.reason,
+        }
 
     def worker_line(self) -> str:
         """What a worker that joined the issue says when it leaves it."""
