@@ -108,6 +108,9 @@ class DkimSettings:
 @dataclass(frozen=True)
 class SchedulerSettings:
     misfire_grace_time: int = 3600
+    # A scheduled send that could not finish (server down, issue paused) is tried again
+    # this many seconds later, then twice as long each time, at most RETRY_LONGEST.
+    retry_seconds: float = 300.0
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.events import EVENT_SCHEDULER_STARTED, SchedulerEvent
@@ -33,7 +33,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
 from .config import Config, load_config
-from .errors import ConfigError, NewsletterError
+from .errors import ConfigError, DeliveryError, NewsletterError
 from .sending import send_digest
 from .store import open_store
 
@@ -43,12 +43,17 @@ RUN_DIGEST = "newsletter.scheduler:run_digest"
 POLL_SECONDS = 30.0
 CRON_PREFIX = "digest:"
 ONCE_PREFIX = "once:"
+RETRY_PREFIX = "retry:"
+# The longest wait between retries of a send that could not go on.
+RETRY_LONGEST = 6 * 3600.0
 
 log = logging.getLogger("newsletter.scheduler")
 
 # Set when the daemon is asked to stop: a running send finishes the messages in flight and
 # returns. Module level because a stored job is a text reference and cannot carry it.
 _stop_requested = threading.Event()
+# The running daemon's scheduler, so that a job can schedule its own retry (None outside).
+_daemon: BaseScheduler | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ class PlannedRun:
     """One line of `newsletter schedule`: a digest's crontab or a one-off send."""
 
     digest: str
-    kind: str  # "cron" | "once" | "none" (a digest without a schedule)
+    kind: str  # "cron" | "once" | "retry" | "none" (a digest without a schedule)
     schedule: str | None  # the crontab as written, or the one-off time
     next_run: datetime | None
     job_id: str | None
@@ -137,11 +142,14 @@ def _weekday_number(text: str, *, allow_big: bool = False) -> int:
     return int(text)
 
 
-def run_digest(config_path: str, digest_name: str) -> None:
+def run_digest(config_path: str, digest_name: str, attempt: int = 0) -> None:
     """The job: send the digest's next issue (or resume one) as `newsletter send` does.
 
-    A user-fixable failure (SMTP unreachable, a missing secret) is one log line; the issue
-    stays resumable and the daemon keeps running for the next time.
+    A user-fixable failure (a missing secret, a broken template) is one log line and the
+    daemon keeps running. A send that could not go on (the server unreachable, the login
+    refused, the issue paused, the store unwritable) is tried again by itself with backoff
+    (`retry_seconds`, doubling) rather than at the next scheduled time; the issue stays
+    resumable meanwhile.
     """
     try:
         config = load_config(config_path)
@@ -156,6 +164,11 @@ def run_digest(config_path: str, digest_name: str) -> None:
             )
         finally:
             store.close()
+    except DeliveryError as exc:
+        log.error("%s: %s", digest_name, exc)
+        if not _stop_requested.is_set():
+            _schedule_retry(config, digest_name, attempt + 1)
+        return
     except NewsletterError as exc:
         log.error("%s: %s", digest_name, exc)
         return
@@ -163,6 +176,25 @@ def run_digest(config_path: str, digest_name: str) -> None:
         log.info("%s: skipped: %s", digest_name, report)
     else:
         log.info("%s: %s", digest_name, report)
+
+
+def _schedule_retry(config: Config, digest_name: str, attempt: int) -> None:
+    delay = min(config.scheduler.retry_seconds * 2 ** (attempt - 1), RETRY_LONGEST)
+    when = datetime.now(config.newsletter.tz) + timedelta(seconds=delay)
+    options = {
+        "trigger": DateTrigger(when, timezone=config.newsletter.tz),
+        "args": (*_job_args(config, digest_name), attempt),
+        "id": f"{RETRY_PREFIX}{digest_name}",
+        "name": f"{digest_name} retry {attempt}",
+        "replace_existing": True,
+        **_job_options(config),
+    }
+    if _daemon is not None:  # inside `newsletter run`: it wakes for the new job at once
+        _daemon.add_job(RUN_DIGEST, **options)
+    else:
+        with job_store_session(config) as session:
+            session.add_job(RUN_DIGEST, **options)
+    log.info("%s: trying again at %s (retry %d)", digest_name, when.strftime("%Y-%m-%d %H:%M:%S %Z"), attempt)
 
 
 def schedule_one_off(config: Config, digest_name: str, when: datetime) -> str:
@@ -192,6 +224,26 @@ def schedule_one_off(config: Config, digest_name: str, when: datetime) -> str:
     return job_id
 
 
+def cancel(config: Config, job_id: str) -> PlannedRun:
+    """Take a waiting one-off send or retry off the schedule; what it was. A digest's
+    crontab is changed in the config, not here."""
+    runs = {run.job_id: run for run in planned_runs(config)}
+    run = runs.get(job_id)
+    if run is None or run.kind not in ("once", "retry"):
+        waiting = ", ".join(r.job_id for r in runs.values() if r.job_id and r.kind in ("once", "retry"))
+        what = "a digest's schedule is set in the config" if run is not None else "no such job"
+        raise NewsletterError(
+            f"cannot cancel {job_id!r}: {what}; waiting one-off sends and retries: {waiting or 'none'} "
+            "(`newsletter schedule --json` shows their ids)"
+        )
+    with job_store_session(config) as session:
+        try:
+            session.remove_job(job_id)
+        except JobLookupError:  # run or cancelled meanwhile
+            raise NewsletterError(f"{job_id!r} is no longer waiting (it ran or was cancelled)") from None
+    return run
+
+
 def planned_runs(config: Config) -> list[PlannedRun]:
     """Every digest's schedule and next run, and the pending one-off sends, soonest first."""
     triggers = crontab_triggers(config)
@@ -212,10 +264,11 @@ def planned_runs(config: Config) -> list[PlannedRun]:
             next_run = trigger.get_next_fire_time(None, now)
         runs.append(PlannedRun(name, "cron", digest.schedule, next_run, CRON_PREFIX + name))
     for job in stored.values():
-        if job.id.startswith(ONCE_PREFIX):
+        kind = "once" if job.id.startswith(ONCE_PREFIX) else "retry" if job.id.startswith(RETRY_PREFIX) else None
+        if kind is not None:
             digest_name = job.args[1]
             runs.append(
-                PlannedRun(digest_name, "once", job.trigger.run_date.isoformat(), job.next_run_time, job.id)
+                PlannedRun(digest_name, kind, job.trigger.run_date.isoformat(), job.next_run_time, job.id)
             )
     return sorted(runs, key=lambda run: (run.next_run is None, run.next_run or now, run.digest))
 
@@ -235,12 +288,17 @@ class Daemon:
 
     def run(self) -> None:
         """Bring the cron jobs in line with the config, then run jobs until stop() (blocks)."""
+        global _daemon
         _stop_requested.clear()
         with job_store_session(self.config) as session:
             sync_cron_jobs(session, self.config, self.triggers)
             for job in session.get_jobs():
                 log.info("%s: next run %s", job.name, job.next_run_time.isoformat())
-        self.scheduler.start()
+        _daemon = self.scheduler
+        try:
+            self.scheduler.start()
+        finally:
+            _daemon = None
 
     def _started(self, _event: SchedulerEvent) -> None:
         if _stop_requested.is_set():  # stop() came while the scheduler was starting

@@ -393,3 +393,48 @@ def test_an_unreachable_smtp_server_is_logged_and_the_daemon_keeps_running(
     store = Store(config.database.url)
     assert store.issues.unfinished("weekly") is None  # nothing recorded: the next run starts afresh
     store.close()
+
+
+def test_a_send_that_could_not_go_on_is_tried_again_by_itself(
+    make_config: Callable[..., Config], project: Path, smtp_server: SmtpTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_config(None, extra="retry_seconds = 0.5")
+    config = configure(project, smtp_server.config_toml())
+    smtp_server.refuse_sender("news@example.org", "554 5.7.1 Sender blocked for now")
+    schedule_one_off(config, "weekly", datetime.now(timezone.utc) + timedelta(seconds=0.2))
+
+    with caplog.at_level(logging.INFO), running(Daemon(config)):
+        wait_until(lambda: "(retry 1)" in caplog.text, "the first retry to be planned")
+        assert [job.id for job in _jobs(config)] == ["retry:weekly"]
+        smtp_server.handler.sender_refusals.clear()  # the server accepts us again
+        wait_until(lambda: len(smtp_server.messages) == 2, "the retry's two messages")
+        wait_until(lambda: "weekly: issue #1 of weekly: 2 sent" in caplog.text, "the retry's report")
+
+    assert "weekly: issue #1 of weekly paused: " in caplog.text
+    assert _jobs(config) == []
+    assert smtp_server.per_recipient() == {"alice@example.org": 1, "bob@example.org": 1}
+
+
+def _jobs(config: Config) -> list[object]:
+    with job_store_session(config) as session:
+        return list(session.get_jobs())
+
+
+def test_schedule_cancel_takes_a_waiting_one_off_send_off(make_config: Callable[..., Config]) -> None:
+    config = make_config("0 8 * * 1")
+    job_id = schedule_one_off(config, "weekly", datetime(2099, 12, 1, 8, 0))
+    runner = CliRunner()
+
+    cancelled = runner.invoke(app, ["--config", str(config.path), "schedule", "cancel", job_id])
+    again = runner.invoke(app, ["--config", str(config.path), "schedule", "cancel", job_id])
+    cron = runner.invoke(app, ["--config", str(config.path), "schedule", "cancel", "digest:weekly"])
+
+    assert (cancelled.exit_code, cancelled.stdout) == (
+        0, "Cancelled once send of weekly at 2099-12-01T08:00:00+00:00.\n"
+    )
+    assert [job.id for job in _jobs(config)] == []
+    assert again.exit_code == 1 and again.stderr == (
+        f"Error: cannot cancel '{job_id}': no such job; waiting one-off sends and retries: none "
+        "(`newsletter schedule --json` shows their ids)\n"
+    )
+    assert cron.exit_code == 1 and "a digest's schedule is set in the config" in cron.stderr

@@ -8,6 +8,7 @@ import sys
 from datetime import datetime
 from types import FrameType
 
+import click
 import typer
 
 from ..errors import UsageError
@@ -20,12 +21,19 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MAX_PORT = 65535
 
 
-@app.command("schedule")
+schedule_app = typer.Typer(no_args_is_help=False)
+app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.callback(invoke_without_command=True)
 def schedule_command(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
 ) -> None:
-    """List each digest's schedule and next run time, and the one-off sends waiting."""
+    """List each digest's schedule and next run time, and the one-off sends and retries
+    waiting (`schedule cancel ID` takes one off)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from ..scheduler import planned_runs
 
     app_state = state(ctx)
@@ -43,9 +51,23 @@ def schedule_command(
             when = run.next_run.astimezone(config.newsletter.tz).strftime("%Y-%m-%d %H:%M %Z")
             if run.overdue(now):
                 when += " (overdue: runs when `newsletter run` starts, within the grace time)"
-        schedule = {"cron": run.schedule, "once": "(one-off)"}.get(run.kind, "(no schedule)")
-        rows.append([run.digest, run.kind, schedule, when])
-    print_table(None, ["Digest", "Kind", "Schedule", "Next run"], rows)
+        schedule = {"cron": run.schedule, "once": "(one-off)", "retry": "(retry)"}.get(run.kind, "(no schedule)")
+        rows.append([run.digest, run.kind, schedule, when, run.job_id or "-"])
+    print_table(None, ["Digest", "Kind", "Schedule", "Next run", "ID"], rows)
+
+
+@schedule_app.command("cancel")
+def cancel_command(
+    ctx: typer.Context,
+    job_id: str = typer.Argument(..., metavar="ID", help="The job's id, as `schedule --json` shows it."),
+) -> None:
+    """Cancel a waiting one-off send (`send --at`) or retry."""
+    from ..scheduler import cancel
+
+    app_state = state(ctx)
+    app_state.store  # noqa: B018  (the jobs live in its database)
+    run = cancel(app_state.config, job_id)
+    click.echo(f"Cancelled {run.kind} send of {run.digest} at {run.schedule}.")
 
 
 @app.command("run")
