@@ -27,6 +27,7 @@ from premailer import Premailer
 
 from .config import Config, DigestSettings
 from .errors import TemplateError
+from .markdown_html import markdown_to_html
 from .models import Article, IssueContent
 
 # The personal values of a message, as they stand in the rendered issue.
@@ -141,6 +142,8 @@ def template_context(config: Config, content: IssueContent) -> dict[str, Any]:
         "digest": content.digest,
         "subject": content.subject,
         "articles": [article_context(a) for a in content.articles],
+        # The editor's note: Markdown rendered and sanitized (the partials show it on top).
+        "note_html": Markup(markdown_to_html(content.note)) if content.note.strip() else "",
         "date": content.created.astimezone(settings.tz),
         "unsubscribe_url": PLACEHOLDERS["unsubscribe_url"],
         "subscriber_name": PLACEHOLDERS["name"],
