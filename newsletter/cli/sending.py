@@ -44,7 +44,8 @@ def send_command(
         None, "--at", metavar="'YYYY-MM-DD HH:MM'", help="Send later (newsletter time zone); `newsletter run` does it."
     ),
 ) -> None:
-    """Compose the digest's next issue and send it (or resume an unfinished one)."""
+    """Send the digest's next issue: its draft as it stands (approved, where approval is
+    required), else composed now; or resume an unfinished one."""
     app_state = state(ctx)
     config = app_state.config
     if at is not None:
@@ -52,7 +53,7 @@ def send_command(
         return
     plan = prepare_send(config, app_state.store, digest, warn)
     if isinstance(plan, NothingNew):
-        click.echo(f"No new articles for {digest} in the last {plan.digest.lookback_days} days; nothing to send.")
+        click.echo(f"{plan.reason[:1].upper()}{plan.reason[1:]}; nothing to send.")
         return
     if to is not None:
         send_test_copy(config, plan, to)
