@@ -234,19 +234,23 @@ class Drafts:
             _log(conn, record.id, actor, [(REVIEW_ACTION, f"{what} to {', '.join(reviewers)}")])
 
 
-def expect_draft(
-    conn: Connection, digest: str, number: int, content_hash: str | None, *, approved: bool
-) -> None:
-    """Inside the transaction that records issue `number`: the draft is still the version
-    the send was prepared from (`content_hash`; None: there was no draft), approved when
-    `approved` is asked for. DraftChanged otherwise, and nothing is recorded."""
-    record = _draft(conn, digest, number)
-    found = None if record is None else record.content_hash
-    if found != content_hash or (approved and (record is None or record.status != APPROVED)):
-        raise DraftChanged(
-            f"the draft of issue #{number} of {digest} changed while the send was being "
-            f"prepared; nothing was sent: check it with `newsletter draft {digest}` and send again"
-        )
+def unchanged_draft(
+    digest: str, number: int, content_hash: str | None, *, approved: bool
+) -> Callable[[Connection], None]:
+    """A guard for `issues.record` of issue `number`: inside that transaction, the draft
+    is still the version the send was prepared from (`content_hash`; None: there was no
+    draft), approved if `approved`. DraftChanged otherwise, and nothing is recorded."""
+
+    def check(conn: Connection) -> None:
+        record = _draft(conn, digest, number)
+        found = None if record is None else record.content_hash
+        if found != content_hash or (approved and (record is None or record.status != APPROVED)):
+            raise DraftChanged(
+                f"the draft of issue #{number} of {digest} changed while the send was being "
+                f"prepared; nothing was sent: check it with `newsletter draft {digest}` and send again"
+            )
+
+    return check
 
 
 def changes_since_review(history: Sequence[HistoryEntry]) -> list[HistoryEntry]:
