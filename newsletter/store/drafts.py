@@ -192,6 +192,12 @@ class Drafts:
             _log(conn, draft_id, actor, steps)
             return _draft(conn, digest, number)
 
+    def approvable(self, digest: str, number: int, content_hash: str) -> DraftRecord:
+        """The draft an Approve link names, if that version is still the current draft;
+        else StaleApproval, DraftLocked or NotFound saying why it approves nothing."""
+        with self.store.read() as conn:
+            return _approvable(conn, digest, number, content_hash)
+
     def approve(
         self, digest: str, by: str, *, number: int | None = None, content_hash: str | None = None
     ) -> tuple[DraftRecord, bool]:
@@ -199,29 +205,25 @@ class Drafts:
         `content_hash` name (an Approve link). Returns the draft and whether this call
         approved it (False: that version was approved already)."""
         with self.store.write() as conn:
-            next_number = _next_number(conn, digest)
-            if number is not None and number != next_number:
-                raise _gone(conn, digest, number)
-            record = _draft(conn, digest, next_number)
-            if record is None:
-                raise _no_draft(conn, digest, next_number)
-            if content_hash is not None and content_hash != record.content_hash:
-                raise StaleApproval(
-                    f"this link is for an older version of {record.label}: the draft changed "
-                    "after the review mail was sent, so the link approves nothing; use the "
-                    "link in the newest review mail, or `newsletter approve "
-                    f"{digest}` after checking it"
-                )
+            if number is not None and content_hash is not None:
+                record = _approvable(conn, digest, number, content_hash)
+            else:
+                next_number = _next_number(conn, digest)
+                found = _draft(conn, digest, next_number)
+                if found is None:
+                    raise _no_draft(conn, digest, next_number)
+                record = found
             if record.status == APPROVED:
                 return record, False
-            now = utcnow()
             conn.execute(
                 update(drafts)
                 .where(drafts.c.id == record.id)
-                .values(approved_by=by, approved_at=now, approved_hash=record.content_hash)
+                .values(approved_by=by, approved_at=utcnow(), approved_hash=record.content_hash)
             )
             _log(conn, record.id, by, [(APPROVED_ACTION, f"approved version {record.content_hash[:12]}")])
-            return _draft(conn, digest, next_number), True  # type: ignore[return-value]
+            approved = _draft(conn, digest, record.number)
+            assert approved is not None
+            return approved, True
 
     def mark_reviewed(self, record: DraftRecord, reviewers: Sequence[str], *, actor: str, what: str) -> None:
         """Note that this version of the draft was mailed to the reviewers."""
@@ -275,6 +277,21 @@ def _current(conn: Connection, digest: str) -> DraftRecord | None:
 def _draft(conn: Connection, digest: str, number: int) -> DraftRecord | None:
     row = conn.execute(select(drafts).where(drafts.c.digest == digest, drafts.c.number == number)).first()
     return None if row is None else _record(row)
+
+
+def _approvable(conn: Connection, digest: str, number: int, content_hash: str) -> DraftRecord:
+    if number != _next_number(conn, digest):
+        raise _gone(conn, digest, number)
+    record = _draft(conn, digest, number)
+    if record is None:
+        raise _gone(conn, digest, number)
+    if content_hash != record.content_hash:
+        raise StaleApproval(
+            f"this link is for an older version of {record.label}: the draft changed after "
+            "this review mail was sent, so the link approves nothing; use the link in the "
+            "newest review mail"
+        )
+    return record
 
 
 def _no_draft(conn: Connection, digest: str, number: int) -> StoreError:
