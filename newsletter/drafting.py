@@ -217,11 +217,14 @@ def _apply_edit(config: Config, digest: DigestSettings, record: DraftRecord, edi
 def _changed(
     config: Config, digest: DigestSettings, record: DraftRecord, content: DraftContent, steps: list[tuple[str, str]]
 ) -> DraftChange | None:
-    """The change with its subject rendered again over the new order (None: no change)."""
+    """The change with its subject rendered again over the new order (None: nothing
+    changed, such as a move to where the article already was)."""
     content = _with_subject(config, digest, content, record.number)
-    if content.subject != record.content.subject:
+    if content == record.content:
+        return None
+    if content.subject_override is None and content.subject != record.content.subject:
         steps.append(("subject", f"now {content.subject!r}"))
-    return DraftChange(content, steps) if steps else None
+    return DraftChange(content, steps)
 
 
 def _with_subject(config: Config, digest: DigestSettings, content: DraftContent, number: int) -> DraftContent:
