@@ -25,7 +25,8 @@ def schedule_command(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
 ) -> None:
-    """List each digest's schedule and next run time, and the one-off sends waiting."""
+    """List each digest's schedule, review mail and next run times, the sends waiting for
+    approval, and the one-off sends waiting."""
     from ..scheduler import planned_runs
 
     app_state = state(ctx)
@@ -43,7 +44,7 @@ def schedule_command(
             when = run.next_run.astimezone(config.newsletter.tz).strftime("%Y-%m-%d %H:%M %Z")
             if run.overdue(now):
                 when += " (overdue: runs when `newsletter run` starts, within the grace time)"
-        schedule = {"cron": run.schedule, "once": "(one-off)"}.get(run.kind, "(no schedule)")
+        schedule = "(one-off)" if run.kind == "once" else run.schedule or "(no schedule)"
         rows.append([run.digest, run.kind, schedule, when])
     print_table(None, ["Digest", "Kind", "Schedule", "Next run"], rows)
 
