@@ -271,3 +271,18 @@ def test_bad_approval_settings_are_one_line_naming_the_key(project: Path, settin
     set_digest(project, **{setting: value})
 
     assert message in one_error_line(cli(project, "draft", "weekly"))
+
+
+def test_an_issue_being_sent_cannot_be_edited_or_approved(desk: Path) -> None:
+    known = ids(draft(desk))
+    config = load_config(desk / "config.toml")
+    store = Store(config.database.url)
+    plan = prepare_send(config, store, "weekly")
+    assert isinstance(plan, NewIssue)
+    plan.take(store)  # recorded, its deliveries pending: what a send in progress looks like
+
+    for command in (("edit", "weekly", "--exclude", known["Alpha"]), ("approve", "weekly")):
+        line = one_error_line(cli(desk, *command))
+        assert "issue #1 of weekly is already being sent and cannot change" in line
+        assert "compose it with `newsletter draft weekly`" in line
+    store.close()
