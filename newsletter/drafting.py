@@ -33,8 +33,8 @@ class DraftEdit:
 
     exclude: Sequence[str] = ()
     include: Sequence[str] = ()
-    pin: str | None = None
     unpin: bool = False
+    pin: str | None = None
     moves: Sequence[tuple[str, int]] = ()  # (article id, position from 1)
     subject: str | None = None  # "" goes back to the digest's subject template
     note: str | None = None  # Markdown; "" removes the note

@@ -47,7 +47,7 @@ from .drafting import compose_or_refresh
 from .errors import ConfigError, NewsletterError
 from .review import send_review
 from .schedules import CRON_PREFIX, REVIEW_PREFIX, RUN_DIGEST, scheduled_jobs
-from .sending import AwaitingApproval, NothingNew, execute, prepare_send
+from .sending import AwaitingApproval, NewIssue, NothingNew, execute, prepare_send
 from .store import Store, open_store
 from .store.drafts import APPROVED
 
@@ -182,7 +182,7 @@ def _send(config_path: str, digest_name: str, *, waiting_for: int | None) -> Non
                 if isinstance(plan, NothingNew) or plan.number != waiting_for:
                     _remove_job(config, WAITING_PREFIX + digest_name)
                     return
-                if plan.needs_approval:
+                if isinstance(plan, NewIssue) and plan.needs_approval:
                     return  # still waiting
                 _remove_job(config, WAITING_PREFIX + digest_name)
                 log.info("%s: issue #%d approved: sending it", digest_name, waiting_for)

@@ -64,8 +64,9 @@ def edit_command(
     note: str = typer.Option(None, "--note", metavar="FILE|-", help="The editor's note, Markdown, from FILE or stdin (empty removes it)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Change the draft (excluded, included, pinned, moved, then subject and note); any
-    change to an approved draft returns it to `draft`."""
+    """Change the draft: --exclude, --include, --unpin, --pin, --move in that order, then
+    --subject and --note; all or nothing. Any change to an approved draft returns it to
+    `draft`."""
     app_state = state(ctx)
     settings = app_state.config.digest(digest)
     edit = DraftEdit(
