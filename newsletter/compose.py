@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -23,35 +23,57 @@ def next_issue(
 ) -> IssueContent:
     """The articles and subject of the digest's next issue (nothing is recorded)."""
     now = now or datetime.now(timezone.utc)
-    sources = [s for s in config.sources if not digest.sources or s.name in digest.sources]
-    articles = collect_articles(sources, store.feeds, warn)
-    chosen = select_articles(articles, digest, store.issues.carried_article_ids(digest.name), now)
-    chosen = [
-        replace(article, excerpt=excerpt(article.excerpt or article.body_html, digest.excerpt_words))
-        for article in resolve_authors(chosen, config.authors)
-    ]
+    chosen = candidate_articles(config, digest, store, warn, now)[: digest.max_articles]
     number = store.issues.next_number(digest.name)
-    subject_context = {
-        "newsletter": config.newsletter,
-        "articles": chosen,
-        "date": now.astimezone(config.newsletter.tz),
-        "number": number,
-        "digest": digest.name,
-    }
     return IssueContent(
         digest=digest.name,
         number=number,
-        subject=render_subject(digest.subject, subject_context, digest.name),
+        subject=issue_subject(config, digest, chosen, number, now),
         articles=tuple(chosen),
         newsletter_name=config.newsletter.name,
         created=now,
     )
 
 
+def candidate_articles(
+    config: Config, digest: DigestSettings, store: Store, warn: Callable[[str], None], now: datetime
+) -> list[Article]:
+    """Every article the digest's next issue may carry, newest first, as it would carry
+    them (authors from the config, excerpts cut); max_articles is the caller's to apply."""
+    sources = [s for s in config.sources if not digest.sources or s.name in digest.sources]
+    articles = collect_articles(sources, store.feeds, warn)
+    fresh = fresh_articles(articles, digest, store.issues.carried_article_ids(digest.name), now)
+    return [
+        replace(article, excerpt=excerpt(article.excerpt or article.body_html, digest.excerpt_words))
+        for article in resolve_authors(fresh, config.authors)
+    ]
+
+
+def issue_subject(
+    config: Config, digest: DigestSettings, articles: Sequence[Article], number: int, date: datetime
+) -> str:
+    """The digest's subject template rendered over the issue's articles, in their order."""
+    context = {
+        "newsletter": config.newsletter,
+        "articles": list(articles),
+        "date": date.astimezone(config.newsletter.tz),
+        "number": number,
+        "digest": digest.name,
+    }
+    return render_subject(digest.subject, context, digest.name)
+
+
 def select_articles(
     articles: list[Article], digest: DigestSettings, carried: set[str], now: datetime
 ) -> list[Article]:
     """Published within lookback_days, not carried before, newest first, at most max_articles."""
+    return fresh_articles(articles, digest, carried, now)[: digest.max_articles]
+
+
+def fresh_articles(
+    articles: list[Article], digest: DigestSettings, carried: set[str], now: datetime
+) -> list[Article]:
+    """Published within lookback_days and not carried before, newest first."""
     cutoff = now - timedelta(days=digest.lookback_days)
     fresh: dict[str, Article] = {}
     for article in articles:
@@ -59,8 +81,7 @@ def select_articles(
             continue
         if cutoff <= article.published <= now + timedelta(hours=1):
             fresh[article.id] = article
-    newest_first = sorted(fresh.values(), key=lambda a: a.published, reverse=True)
-    return newest_first[: digest.max_articles]
+    return sorted(fresh.values(), key=lambda a: a.published, reverse=True)
 
 
 def resolve_authors(articles: list[Article], registry: dict[str, AuthorSettings]) -> list[Article]:

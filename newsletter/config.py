@@ -15,6 +15,7 @@ import tomllib
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -156,6 +157,21 @@ class DigestSettings:
     sources: tuple[str, ...] = ()
     # The language of its articles (BCP 47), for screen readers and hyphenation.
     lang: str = "en"
+    # "required": only an approved draft is sent (see drafting.py and sending/plan.py).
+    approval: Literal["auto", "required"] = "auto"
+    # Who gets the draft by mail, with an Approve link, review_before ahead of each send.
+    reviewers: tuple[str, ...] = ()
+    review_before: str = "24h"
+    # How long after a scheduled send that waited for approval a late approval still sends.
+    approval_grace: str = "24h"
+
+    @property
+    def review_lead(self) -> timedelta:
+        return parse_duration(self.review_before)
+
+    @property
+    def grace(self) -> timedelta:
+        return parse_duration(self.approval_grace)
 
 
 @dataclass(frozen=True)
@@ -337,6 +353,8 @@ class _ConfigReader:
                         f"[digests.{digest.name}].sources",
                         f"no source named {source_name!r} (configured: {', '.join(names)})",
                     )
+        for digest in config.digests.values():
+            self.check_approval(digest)
         for key in ("connections", "port"):
             if getattr(config.smtp, key) < 1:
                 self.fail(f"[smtp].{key}", "must be at least 1")
@@ -353,6 +371,19 @@ class _ConfigReader:
         except ValueError as exc:
             self.fail("[web].trusted_proxies", str(exc))
         self.check_mail_identity(config)
+
+    def check_approval(self, digest: DigestSettings) -> None:
+        """Durations that parse, and reviewers that are addresses."""
+        for key in ("review_before", "approval_grace"):
+            try:
+                parse_duration(getattr(digest, key))
+            except ValueError as exc:
+                self.fail(f"[digests.{digest.name}].{key}", str(exc))
+        for reviewer in digest.reviewers:
+            try:
+                addresses.parse(reviewer)
+            except AddressError as exc:
+                self.fail(f"[digests.{digest.name}].reviewers", f"{exc}; list addresses such as \"editor@example.org\"")
 
     def check_mail_identity(self, config: Config) -> None:
         """What every mail carries: a From a server accepts, and over SMTP links that
@@ -448,6 +479,21 @@ def _describe(hint: Any) -> str:
     if typing.get_origin(hint) is Literal:
         return " or ".join(f'"{arg}"' for arg in typing.get_args(hint))
     return {int: "a whole number", float: "a number"}.get(hint, f"a {_TYPE_NAMES.get(hint, getattr(hint, '__name__', str(hint)))}")
+
+
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def parse_duration(text: str) -> timedelta:
+    """"24h", "90m", "1d12h", "30s": a positive duration; ValueError saying the form."""
+    match = _DURATION.fullmatch(text.replace(" ", ""))
+    if not text.strip() or match is None:
+        raise ValueError(f"{text!r} is not a duration; write it like \"24h\", \"90m\" or \"1d12h\"")
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    duration = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if duration <= timedelta(0):
+        raise ValueError(f"{text!r} must be longer than zero")
+    return duration
 
 
 def public_https_problem(url: str) -> str | None:

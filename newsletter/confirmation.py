@@ -11,27 +11,21 @@ outside the MAC) are refused with a page that says to sign up again, which mails
 same membership a link of today's form.
 
 One mail per sign-up, rendered from templates/confirm.mjml.j2 and confirm.txt.j2 (a
-config's templates folder may override them) and sent through the configured transport.
+config's templates folder may override them) and sent as a notice (notices.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, make_msgid, parseaddr
 
 from . import tokens
 from .config import Config
 from .errors import DeliveryError
-from .message import SIGNED_HEADERS, envelope_address
+from .notices import build_notice, send_notices
 from .render import compile_mjml, inline_css, render_template, template_environment
-from .signing import load_signer
 from .store import Store
 from .store.records import AddResult, ListRecord
-from .transport import MessageFailure, open_transport
 
 HTML_TEMPLATE = "confirm.mjml.j2"
 TEXT_TEMPLATE = "confirm.txt.j2"
@@ -81,23 +75,18 @@ def send_confirmations(
 ) -> ConfirmationReport:
     """Mail each unconfirmed member its link over one connection. A refused address is
     reported and the rest go on; a transport failure (server down) raises DeliveryError."""
-    sender = envelope_address(parseaddr(config.newsletter.from_)[1])
-    report = ConfirmationReport()
-    with open_transport(config) as transport:
+
+    def messages() -> Iterator[tuple[str, bytes]]:
         for result in results:
             if result.confirm_token is None:
                 continue
             list_record = store.lists.get_by_id(result.list_id)
             subscriber = store.subscribers.get_by_id(result.subscriber_id)
             name = subscriber.name if subscriber else ""
-            message = build_confirmation(config, list_record, result, name)
-            try:
-                transport.send_message(sender, envelope_address(result.email), message)
-            except MessageFailure as exc:
-                report.refused.append((result.email, exc.reply))
-            else:
-                report.sent += 1
-    return report
+            yield result.email, build_confirmation(config, list_record, result, name)
+
+    report = send_notices(config, messages())
+    return ConfirmationReport(sent=len(report.sent), refused=report.refused)
 
 
 def build_confirmation(config: Config, list_record: ListRecord, result: AddResult, name: str) -> bytes:
@@ -117,40 +106,4 @@ def build_confirmation(config: Config, list_record: ListRecord, result: AddResul
     }
     html = inline_css(compile_mjml(render_template(env, HTML_TEMPLATE, context), HTML_TEMPLATE))
     text = render_template(env, TEXT_TEMPLATE, context)
-
-    message = EmailMessage(policy=SMTP)
-    message["From"] = config.newsletter.from_
-    message["To"] = result.email
-    message["Subject"] = subject
-    message["Date"] = format_datetime(datetime.now(timezone.utc))
-    message["Message-ID"] = make_msgid(domain=_domain(config.newsletter.from_))
-    # RFC 3834: an automatic mail; auto-responders must not answer it.
-    message["Auto-Submitted"] = "auto-generated"
-    if config.newsletter.reply_to:
-        message["Reply-To"] = config.newsletter.reply_to
-    # Quoted-printable keeps every line short and ASCII, as DKIM's simple body rule wants.
-    message.set_content(text, cte="quoted-printable")
-    message.add_alternative(html, subtype="html", cte="quoted-printable")
-    return dkim_signed(config, message.as_bytes())
-
-
-def dkim_signed(config: Config, data: bytes) -> bytes:
-    """The message with a DKIM-Signature on top when [dkim] is configured."""
-    signer = load_signer(config)
-    if signer is None:
-        return data
-    head, _, body = data.partition(b"\r\n\r\n")
-    fields: list[tuple[str, str]] = []
-    for line in head.decode("utf-8").split("\r\n"):
-        if line[:1] in (" ", "\t"):  # a folded continuation of the field above
-            name, value = fields[-1]
-            fields[-1] = (name, f"{value}\r\n{line}")
-        else:
-            name, _, value = line.partition(":")
-            fields.append((name, value.lstrip(" ")))
-    signed = [(name, value) for name, value in fields if name in SIGNED_HEADERS]
-    return signer.sign(signed, body) + data
-
-
-def _domain(address: str) -> str:
-    return parseaddr(address)[1].rpartition("@")[2] or "localhost"
+    return build_notice(config, to=result.email, subject=subject, text=text, html=html)

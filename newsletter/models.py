@@ -59,6 +59,7 @@ class IssueContent:
     articles: tuple[Article, ...]
     newsletter_name: str
     created: datetime
+    note: str = ""  # the editor's note, Markdown
 
 
 def stable_id(*parts: str) -> str:

@@ -29,6 +29,7 @@ from premailer import Premailer
 from .config import Config, DigestSettings
 from .errors import TemplateError
 from .images import IMG_TAG, attributes, fit_images
+from .markdown_html import markdown_to_html
 from .models import Article, IssueContent
 from .text import html_to_text, wrap
 from .urls import archive_url
@@ -192,6 +193,8 @@ def template_context(config: Config, digest: DigestSettings, content: IssueConte
         "digest": content.digest,
         "subject": content.subject,
         "articles": [article_context(a) for a in content.articles],
+        # The editor's note: Markdown rendered and sanitized (the partials show it on top).
+        "note_html": Markup(markdown_to_html(content.note)) if content.note.strip() else "",
         "date": content.created.astimezone(settings.tz),
         "unsubscribe_url": PLACEHOLDERS["unsubscribe_url"],
         "subscriber_name": PLACEHOLDERS["name"],

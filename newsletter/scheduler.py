@@ -8,8 +8,16 @@ process leaves a job that `run` picks up. A stored job names its function by tex
 survives code changes.
 
 A job does what `newsletter send DIGEST` does (`sending.send_digest`): it resumes an
-unfinished issue, else composes a new one, and skips when there are too few new articles.
-Two daemons on one database never send an issue twice: the sender's lease sees to that.
+unfinished issue, else sends the digest's draft or composes a new issue, and skips when
+there are too few new articles. Two daemons on one database never send an issue twice:
+the sender's lease sees to that.
+
+Review and approval (drafting.py, review.py): a digest with reviewers, or with `approval
+= "required"`, also has a review job `review_before` ahead of each send, which composes
+or refreshes the draft and mails it to the reviewers. A scheduled send that finds the
+draft not approved (approval required) sends nothing, mails the reviewers that it waits,
+and leaves a job that sends the issue within a minute of a later approval, until
+`approval_grace` after the run; after that the draft waits for the next run.
 """
 
 from __future__ import annotations
@@ -29,23 +37,32 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
-from .config import Config, load_config
+from .config import Config, DigestSettings, load_config
+from .drafting import compose_or_refresh
 from .errors import ConfigError, DeliveryError, NewsletterError
-from .sending import send_digest
-from .store import open_store
+from .review import send_review
+from .schedules import CRON_PREFIX, REVIEW_PREFIX, RUN_DIGEST, scheduled_jobs
+from .sending import AwaitingApproval, NewIssue, NothingNew, execute, prepare_send
+from .store import Store, open_store
+from .store.drafts import APPROVED
 
 JOBS_TABLE = "apscheduler_jobs"
-RUN_DIGEST = "newsletter.scheduler:run_digest"
+SEND_IF_APPROVED = "newsletter.scheduler:send_if_approved"
 # `send --at` in another process adds jobs behind the daemon's back; it looks again this often.
 POLL_SECONDS = 30.0
-CRON_PREFIX = "digest:"
 ONCE_PREFIX = "once:"
+WAITING_PREFIX = "waiting:"
 RETRY_PREFIX = "retry:"
 # The longest wait between retries of a send that could not go on.
 RETRY_LONGEST = 6 * 3600.0
+# How often a send that waits for approval looks again: within a minute of the approval.
+APPROVAL_POLL_SECONDS = 30.0
+SCHEDULER_ACTOR = "scheduler"  # who the draft's history names for the daemon's changes
 
 log = logging.getLogger("newsletter.scheduler")
 
@@ -61,8 +78,8 @@ class PlannedRun:
     """One line of `newsletter schedule`: a digest's crontab or a one-off send."""
 
     digest: str
-    kind: str  # "cron" | "once" | "retry" | "none" (a digest without a schedule)
-    schedule: str | None  # the crontab as written, or the one-off time
+    kind: str  # "cron" | "review" | "waiting" | "once" | "retry" | "none" (no schedule)
+    schedule: str | None  # the crontab as written, the review's lead, the one-off time
     next_run: datetime | None
     job_id: str | None
 
@@ -149,19 +166,41 @@ def run_digest(config_path: str, digest_name: str, attempt: int = 0) -> None:
     daemon keeps running. A send that could not go on (the server unreachable, the login
     refused, the issue paused, the store unwritable) is tried again by itself with backoff
     (`retry_seconds`, doubling) rather than at the next scheduled time; the issue stays
-    resumable meanwhile.
+    resumable meanwhile. An issue that waits for approval is not sent; the reviewers are
+    told, and `send_if_approved` takes over.
     """
+    _send(config_path, digest_name, waiting_for=None, attempt=attempt)
+
+
+def send_if_approved(config_path: str, digest_name: str, number: int) -> None:
+    """The job after a scheduled send that waited for approval: every
+    APPROVAL_POLL_SECONDS until approval_grace is over, send issue `number` once approved.
+    It ends itself when that issue is sent, or is no longer the one to send."""
+    _send(config_path, digest_name, waiting_for=number)
+
+
+def _send(config_path: str, digest_name: str, *, waiting_for: int | None, attempt: int = 0) -> None:
+    warn = _logged_warning(digest_name)
     try:
         config = load_config(config_path)
         store = open_store(config.database)
         try:
-            report = send_digest(
-                config,
-                store,
-                digest_name,
-                stop=_stop_requested,
-                warn=lambda message: log.warning("%s: %s", digest_name, message),
-            )
+            plan = prepare_send(config, store, digest_name, warn)
+            if waiting_for is not None:
+                if isinstance(plan, NothingNew) or plan.number != waiting_for:
+                    _remove_job(config, WAITING_PREFIX + digest_name)
+                    return
+                if isinstance(plan, NewIssue) and plan.needs_approval:
+                    return  # still waiting
+                _remove_job(config, WAITING_PREFIX + digest_name)
+                log.info("%s: issue #%d approved: sending it", digest_name, waiting_for)
+            try:
+                report = execute(config, store, plan, stop=_stop_requested)
+            except AwaitingApproval as exc:
+                if waiting_for is None:  # (else its approval was just voided: the wait ends)
+                    log.warning("%s: %s", digest_name, exc)
+                    await_approval(config, store, config.digest(digest_name))
+                return
         finally:
             store.close()
     except DeliveryError as exc:
@@ -195,6 +234,86 @@ def _schedule_retry(config: Config, digest_name: str, attempt: int) -> None:
         with job_store_session(config) as session:
             session.add_job(RUN_DIGEST, **options)
     log.info("%s: trying again at %s (retry %d)", digest_name, when.strftime("%Y-%m-%d %H:%M:%S %Z"), attempt)
+
+
+def await_approval(config: Config, store: Store, digest: DigestSettings) -> None:
+    """The scheduled send found no approved draft: make (or refresh) the draft, leave the
+    job that sends it once approved within approval_grace, and tell the reviewers."""
+    now = datetime.now(config.newsletter.tz)
+    deadline = now + digest.grace
+    record = compose_or_refresh(config, digest, store, _logged_warning(digest.name), actor=SCHEDULER_ACTOR)
+    if record is None:
+        return
+    with job_store_session(config) as session:
+        session.add_job(
+            SEND_IF_APPROVED,
+            IntervalTrigger(
+                seconds=APPROVAL_POLL_SECONDS,
+                start_date=now + timedelta(seconds=APPROVAL_POLL_SECONDS),
+                end_date=deadline,
+                timezone=config.newsletter.tz,
+            ),
+            args=(str(config.path), digest.name, record.number),
+            id=WAITING_PREFIX + digest.name,
+            name=f"{digest.name} #{record.number} waiting for approval until {deadline:%Y-%m-%d %H:%M %Z}",
+            replace_existing=True,
+            **_job_options(config),
+        )
+    log.info(
+        "%s: issue #%d waits for approval until %s; then it waits for the next run",
+        digest.name, record.number, f"{deadline:%Y-%m-%d %H:%M %Z}",
+    )
+    if digest.reviewers:
+        report = send_review(config, store, digest, actor=SCHEDULER_ACTOR, waiting_until=deadline)
+        _log_review(digest.name, record.number, report.sent, report.refused)
+
+
+def review_digest(config_path: str, digest_name: str) -> None:
+    """The job `review_before` ahead of a send: compose or refresh the draft (an approved
+    draft is left as approved), and mail it to the reviewers."""
+    warn = _logged_warning(digest_name)
+    try:
+        config = load_config(config_path)
+        digest = config.digest(digest_name)
+        store = open_store(config.database)
+        try:
+            now = datetime.now(config.newsletter.tz)
+            send_at = crontab_triggers(config)[digest_name].get_next_fire_time(None, now)
+            record = store.drafts.current(digest_name)
+            if record is None or record.status != APPROVED:
+                record = compose_or_refresh(config, digest, store, warn, actor=SCHEDULER_ACTOR, now=send_at)
+            if record is None:
+                log.info("%s: no draft to review: no new articles", digest_name)
+                return
+            if not digest.reviewers:
+                log.info("%s: draft of issue #%d ready; no reviewers to mail", digest_name, record.number)
+                return
+            report = send_review(config, store, digest, actor=SCHEDULER_ACTOR, send_at=send_at)
+        finally:
+            store.close()
+    except NewsletterError as exc:
+        log.error("%s: review mail: %s", digest_name, exc)
+        return
+    _log_review(digest_name, record.number, report.sent, report.refused)
+
+
+def _log_review(digest_name: str, number: int, sent: list[str], refused: list[tuple[str, str]]) -> None:
+    if sent:
+        log.info("%s: review mail of issue #%d sent to %s", digest_name, number, ", ".join(sent))
+    for address, reply in refused:
+        log.error("%s: review mail to %s refused: %s", digest_name, address, reply)
+
+
+def _logged_warning(digest_name: str) -> Any:
+    return lambda message: log.warning("%s: %s", digest_name, message)
+
+
+def _remove_job(config: Config, job_id: str) -> None:
+    with job_store_session(config) as session:
+        try:
+            session.remove_job(job_id)
+        except JobLookupError:
+            pass  # another daemon's job took it first
 
 
 def schedule_one_off(config: Config, digest_name: str, when: datetime) -> str:
@@ -245,31 +364,32 @@ def cancel(config: Config, job_id: str) -> PlannedRun:
 
 
 def planned_runs(config: Config) -> list[PlannedRun]:
-    """Every digest's schedule and next run, and the pending one-off sends, soonest first."""
+    """Every digest's schedule and review mail with their next runs, the sends waiting for
+    approval, and the pending one-off sends, soonest first."""
     triggers = crontab_triggers(config)
     now = datetime.now(config.newsletter.tz)
     with job_store_session(config) as session:
         stored = {job.id: job for job in session.get_jobs()}
-    runs = []
-    for name, digest in config.digests.items():
-        trigger = triggers.get(name)
-        if trigger is None:
-            runs.append(PlannedRun(name, "none", None, None, None))
-            continue
-        job = stored.get(CRON_PREFIX + name)
+    runs = [PlannedRun(name, "none", None, None, None) for name in config.digests if name not in triggers]
+    for spec in scheduled_jobs(config, triggers):
+        job = stored.get(spec.id)
         # A stored job keeps a run missed while no daemon ran; a new or changed one starts afresh.
-        if job is not None and _same_trigger(job.trigger, trigger):
+        if job is not None and _same_trigger(job.trigger, spec.trigger):
             next_run = job.next_run_time
         else:
-            next_run = trigger.get_next_fire_time(None, now)
-        runs.append(PlannedRun(name, "cron", digest.schedule, next_run, CRON_PREFIX + name))
+            next_run = spec.trigger.get_next_fire_time(None, now)
+        runs.append(PlannedRun(spec.digest, spec.kind, spec.schedule, next_run, spec.id))
     for job in stored.values():
-        kind = "once" if job.id.startswith(ONCE_PREFIX) else "retry" if job.id.startswith(RETRY_PREFIX) else None
-        if kind is not None:
+        if job.id.startswith(ONCE_PREFIX):
             digest_name = job.args[1]
             runs.append(
-                PlannedRun(digest_name, kind, job.trigger.run_date.isoformat(), job.next_run_time, job.id)
+                PlannedRun(digest_name, "once", job.trigger.run_date.isoformat(), job.next_run_time, job.id)
             )
+        elif job.id.startswith(RETRY_PREFIX):
+            runs.append(PlannedRun(job.args[1], "retry", job.trigger.run_date.isoformat(), job.next_run_time, job.id))
+        elif job.id.startswith(WAITING_PREFIX):
+            until = job.trigger.end_date.isoformat()
+            runs.append(PlannedRun(job.args[1], "waiting", f"issue #{job.args[2]} until {until}", job.next_run_time, job.id))
     return sorted(runs, key=lambda run: (run.next_run is None, run.next_run or now, run.digest))
 
 
@@ -331,24 +451,26 @@ class _PollingScheduler(BlockingScheduler):
 
 
 def sync_cron_jobs(scheduler: BaseScheduler, config: Config, triggers: dict[str, CronTrigger]) -> None:
-    """One stored job per scheduled digest; an unchanged job keeps its (maybe missed) next run."""
-    for name, trigger in triggers.items():
-        job_id = CRON_PREFIX + name
-        job = scheduler.get_job(job_id)
-        if job is not None and _same_job(job, trigger, config, name):
+    """One stored job per scheduled digest, and one per review mail; an unchanged job keeps
+    its (maybe missed) next run."""
+    specs = scheduled_jobs(config, triggers)
+    for spec in specs:
+        job = scheduler.get_job(spec.id)
+        if job is not None and _same_job(job, spec.trigger, config, spec.digest):
             continue
         scheduler.add_job(
-            RUN_DIGEST,
-            trigger,
-            args=_job_args(config, name),
-            id=job_id,
-            name=f"{name} ({config.digests[name].schedule})",
+            spec.func,
+            spec.trigger,
+            args=_job_args(config, spec.digest),
+            id=spec.id,
+            name=spec.name,
             replace_existing=True,
             **_job_options(config),
         )
+    wanted = {spec.id for spec in specs}
     for job in scheduler.get_jobs():
-        if job.id.startswith(CRON_PREFIX) and job.id.removeprefix(CRON_PREFIX) not in triggers:
-            log.info("%s: no schedule in the config any more; job removed", job.id)
+        if job.id.startswith((CRON_PREFIX, REVIEW_PREFIX)) and job.id not in wanted:
+            log.info("%s: no schedule (or review) in the config any more; job removed", job.id)
             scheduler.remove_job(job.id)
 
 
@@ -398,7 +520,7 @@ def _job_options(config: Config) -> dict[str, Any]:
     }
 
 
-def _same_job(job: Job, trigger: CronTrigger, config: Config, digest_name: str) -> bool:
+def _same_job(job: Job, trigger: BaseTrigger, config: Config, digest_name: str) -> bool:
     return (
         _same_trigger(job.trigger, trigger)
         and tuple(job.args) == _job_args(config, digest_name)
@@ -406,6 +528,6 @@ def _same_job(job: Job, trigger: CronTrigger, config: Config, digest_name: str) 
     )
 
 
-def _same_trigger(stored: Any, trigger: CronTrigger) -> bool:
+def _same_trigger(stored: Any, trigger: BaseTrigger) -> bool:
     # str() omits the zone, so a changed timezone would otherwise look the same.
     return str(stored) == str(trigger) and str(getattr(stored, "timezone", "")) == str(trigger.timezone)

@@ -1,4 +1,4 @@
-"""HMAC-signed tokens for the links in emails (unsubscribe, confirm).
+"""HMAC-signed tokens for the links in emails (unsubscribe, confirm, approve).
 
 A token names its purpose, the subscriber and the list, so a token for one list or one
 action cannot be replayed against another. Format: base64url(payload) "." base64url(mac),
@@ -6,6 +6,10 @@ payload = "purpose:subscriber_id:list_id", and for a confirm link also ":members
 (the store's random token for that membership): every field a token carries is under its
 MAC, so no part of a link can be swapped for a part of another. No expiry: an unsubscribe
 link must keep working in an old email.
+
+An approve link (review mails, see review.py) names the digest, the draft's issue number,
+the content hash of the version mailed, and the reviewer it was mailed to, each field
+percent-encoded (a digest's name or an address may hold a colon), all under one MAC.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
+from urllib.parse import quote, unquote
 
 from .errors import NewsletterError
 
 UNSUBSCRIBE = "unsubscribe"
 CONFIRM = "confirm"
+APPROVE = "approve"
 _MAC_BYTES = 16
 # How many fields each purpose's payload has: an unsubscribe link names the membership by
 # its ids only; a confirm link also carries the membership's token.
@@ -38,6 +44,14 @@ class TokenClaims:
     membership_token: str = ""  # confirm links only
 
 
+@dataclass(frozen=True)
+class ApproveClaims:
+    digest: str
+    number: int
+    content_hash: str
+    reviewer: str
+
+
 def make_token(
     secret: bytes, purpose: str, subscriber_id: int, list_id: int, membership_token: str = ""
 ) -> str:
@@ -46,12 +60,41 @@ def make_token(
         fields.append(membership_token)
     if len(fields) != _FIELD_COUNTS[purpose] or ":" in membership_token:
         raise ValueError(f"a {purpose} token carries {_FIELD_COUNTS[purpose]} colon-free fields")
-    payload = ":".join(fields).encode()
-    return f"{_b64(payload)}.{_b64(_mac(secret, payload))}"
+    return _sign(secret, ":".join(fields).encode())
 
 
 def read_token(secret: bytes, token: str, purpose: str) -> TokenClaims:
     """The claims of a valid token for `purpose`, else BadToken."""
+    fields = _open(secret, token, purpose)
+    try:
+        if len(fields) != _FIELD_COUNTS[purpose]:
+            raise ValueError("wrong number of fields")
+        return TokenClaims(purpose, int(fields[1]), int(fields[2]), *fields[3:])
+    except ValueError:
+        raise BadToken("the link is malformed; copy the whole link from the email") from None
+
+
+def make_approve_token(secret: bytes, digest: str, number: int, content_hash: str, reviewer: str) -> str:
+    fields = [APPROVE, *(quote(value, safe="") for value in (digest, str(number), content_hash, reviewer))]
+    return _sign(secret, ":".join(fields).encode())
+
+
+def read_approve_token(secret: bytes, token: str) -> ApproveClaims:
+    """The claims of a valid approve link, else BadToken."""
+    fields = _open(secret, token, APPROVE)
+    try:
+        digest, number, content_hash, reviewer = (unquote(value) for value in fields[1:])
+        return ApproveClaims(digest, int(number), content_hash, reviewer)
+    except ValueError:
+        raise BadToken("the link is malformed; copy the whole link from the email") from None
+
+
+def _sign(secret: bytes, payload: bytes) -> str:
+    return f"{_b64(payload)}.{_b64(_mac(secret, payload))}"
+
+
+def _open(secret: bytes, token: str, purpose: str) -> list[str]:
+    """The fields of a token signed with `secret` for `purpose`, else BadToken."""
     try:
         encoded_payload, encoded_mac = token.split(".")
         payload = _unb64(encoded_payload)
@@ -63,12 +106,7 @@ def read_token(secret: bytes, token: str, purpose: str) -> TokenClaims:
     fields = payload.decode(errors="replace").split(":")
     if fields[0] != purpose:
         raise BadToken(f"this link is for {fields[0]}, not {purpose}")
-    try:
-        if len(fields) != _FIELD_COUNTS[purpose]:
-            raise ValueError("wrong number of fields")
-        return TokenClaims(purpose, int(fields[1]), int(fields[2]), *fields[3:])
-    except ValueError:
-        raise BadToken("the link is malformed; copy the whole link from the email") from None
+    return fields
 
 
 def keyed_hash(secret: bytes, value: str) -> str:

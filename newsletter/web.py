@@ -1,4 +1,5 @@
-"""The subscriber's side on the web: one-click unsubscribe, confirmation, subscribe, archive.
+"""The subscriber's side on the web: one-click unsubscribe, confirmation, subscribe, archive
+(and the reviewers' Approve pages, web_approve.py).
 
 `create_app(config, store)` builds the Starlette app that `newsletter serve` runs under
 uvicorn. Every page is a Jinja2 template with autoescape on (templates/web/). Nothing
@@ -37,6 +38,7 @@ from .proxies import TrustedProxies
 from .render import NEUTRAL_VALUES, PersonalTemplate
 from .store import Store
 from .store.records import UNSUBSCRIBED, ListRecord, MembershipInfo
+from .web_approve import ApprovePages
 from .webguards import FormGuard, RateLimiter, SecurityHeaders, form_field
 
 log = logging.getLogger("newsletter.web")
@@ -55,6 +57,7 @@ SERVER_OPTIONS: dict[str, Any] = {"proxy_headers": False}
 def create_app(config: Config, store: Store) -> Starlette:
     """The web app; SecretError at once if the token secret is not set."""
     site = Site(config, store, config.token_secret)
+    approvals = ApprovePages(site)
     return Starlette(
         routes=[
             Route("/u/{token}", site.unsubscribe_page, methods=["GET"]),
@@ -67,6 +70,8 @@ def create_app(config: Config, store: Store) -> Starlette:
             Route("/archive/{digest}", site.archive_index, methods=["GET"]),
             Route("/archive/{digest}/feed.xml", site.archive_feed, methods=["GET"]),
             Route("/archive/{digest}/{number:int}", site.archive_issue, methods=["GET"]),
+            Route("/approve/{token}", approvals.page, methods=["GET"]),
+            Route("/approve/{token}", approvals.approve, methods=["POST"]),
         ],
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={HTTPException: site.error_page, Exception: site.server_error},

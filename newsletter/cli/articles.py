@@ -1,4 +1,5 @@
-"""Commands for editors: what the next issue carries, and its preview."""
+"""Commands for editors: what the next issue carries, and its preview (its draft, when
+there is one)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from pathlib import Path
 import click
 import typer
 
-from ..compose import next_issue
+from ..config import DigestSettings
+from ..drafting import current_issue
 from ..errors import NewsletterError
 from ..files import replaced_on_success
 from ..render import PersonalTemplate, NEUTRAL_VALUES, render_issue, write_preview
+from ..store.drafts import DraftRecord
 from .app import app, print_json, print_table, state, warn
 
 
@@ -21,19 +24,21 @@ def articles_command(
     digest: str = typer.Argument(None, help="The digest whose next issue to show (default: the first)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
 ) -> None:
-    """List the articles the digest's next issue would carry."""
+    """List the articles the digest's next issue would carry (its draft's, if it has one)."""
     app_state = state(ctx)
     settings = app_state.config.digest(digest or app_state.config.first_digest_name())
     digest = settings.name
-    content = next_issue(app_state.config, settings, app_state.store, warn)
+    content, draft = current_issue(app_state.config, settings, app_state.store, warn)
     if as_json:
         print_json([article.as_json() for article in content.articles])
         return
     if not content.articles:
-        click.echo(f"No new articles for {digest} in the last {settings.lookback_days} days.")
+        reason = nothing_to_show(settings, draft)
+        click.echo(f"{reason[:1].upper()}{reason[1:]}.")
         return
+    origin = "" if draft is None else f" (draft of issue #{draft.number}: {draft.status})"
     print_table(
-        f"{digest}: {content.subject}",
+        f"{digest}: {content.subject}{origin}",
         ["Published", "Title", "Authors", "Source"],
         [
             [
@@ -47,6 +52,12 @@ def articles_command(
     )
 
 
+def nothing_to_show(settings: DigestSettings, draft: DraftRecord | None) -> str:
+    if draft is not None:
+        return f"the draft of issue #{draft.number} of {settings.name} carries no article (all excluded)"
+    return f"no new articles for {settings.name} in the last {settings.lookback_days} days"
+
+
 @app.command("preview")
 def preview_command(
     ctx: typer.Context,
@@ -57,17 +68,18 @@ def preview_command(
     text: bool = typer.Option(False, "--text", help="The text/plain part instead of the HTML."),
     open_browser: bool = typer.Option(False, "--open", help="Open the HTML in a browser."),
 ) -> None:
-    """Render the digest's next issue without sending it."""
+    """Render the digest's next issue (its draft, if it has one) without sending it."""
     app_state = state(ctx)
     settings = app_state.config.digest(digest)
-    content = next_issue(app_state.config, settings, app_state.store, warn)
+    content, draft = current_issue(app_state.config, settings, app_state.store, warn)
     if not content.articles:
-        warn(f"no new articles for {digest} in the last {settings.lookback_days} days")
+        warn(nothing_to_show(settings, draft))
     rendered = render_issue(app_state.config, settings, content)
     for message in rendered.warnings:
         warn(message)
     count = len(content.articles)
-    summary = f"({count} article{'s' * (count != 1)}, subject: {content.subject})"
+    origin = "" if draft is None else f"draft of issue #{draft.number}, {draft.status}, "
+    summary = f"({origin}{count} article{'s' * (count != 1)}, subject: {content.subject})"
     if text:
         text_part = PersonalTemplate(rendered.text, escape_html=False).fill(NEUTRAL_VALUES)
         if output is None:

@@ -50,7 +50,8 @@ def send_command(
         None, "--workers", min=1, help="Sender processes (default: [delivery] workers, \"auto\": one per core)."
     ),
 ) -> None:
-    """Compose the digest's next issue and send it (or resume an unfinished one)."""
+    """Send the digest's next issue: its draft as it stands (approved, where approval is
+    required), else composed now; or resume an unfinished one."""
     app_state = state(ctx)
     config = app_state.config
     if at is not None:
@@ -64,7 +65,7 @@ def send_command(
     test_addresses = [addresses.parse(email).email for email in to or []]
     plan = prepare_send(config, app_state.store, digest, warn)
     if isinstance(plan, NothingNew):
-        click.echo(f"No new articles for {digest} in the last {plan.digest.lookback_days} days; nothing to send.")
+        click.echo(f"{plan.reason[:1].upper()}{plan.reason[1:]}; nothing to send.")
         return
     if test_addresses:
         refuse_suppressed(app_state, test_addresses)

@@ -30,8 +30,8 @@ def schedule_command(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
 ) -> None:
-    """List each digest's schedule and next run time, and the one-off sends and retries
-    waiting (`schedule cancel ID` takes one off)."""
+    """List each digest's schedule, review mail and next run times, the sends waiting for
+    approval, and the one-off sends and retries waiting (`schedule cancel ID` takes one off)."""
     if ctx.invoked_subcommand is not None:
         return
     from ..scheduler import planned_runs
@@ -51,7 +51,7 @@ def schedule_command(
             when = run.next_run.astimezone(config.newsletter.tz).strftime("%Y-%m-%d %H:%M %Z")
             if run.overdue(now):
                 when += " (overdue: runs when `newsletter run` starts, within the grace time)"
-        schedule = {"cron": run.schedule, "once": "(one-off)", "retry": "(retry)"}.get(run.kind, "(no schedule)")
+        schedule = {"once": "(one-off)", "retry": "(retry)"}.get(run.kind, run.schedule or "(no schedule)")
         rows.append([run.digest, run.kind, schedule, when, run.job_id or "-"])
     print_table(None, ["Digest", "Kind", "Schedule", "Next run", "ID"], rows)
 

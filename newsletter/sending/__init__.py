@@ -19,13 +19,14 @@ from ..config import Config
 from ..message import TEST_COPY_SUBSCRIBER, Recipient, envelope_address
 from ..store import Store
 from ..transport import open_transport
-from .plan import NewIssue, NothingNew, ResumeIssue, SendPlan, prepare_send
+from .plan import AwaitingApproval, NewIssue, NothingNew, ResumeIssue, SendPlan, prepare_send
 from .pool import WorkerPool
 from .report import IssuePaused, SendReport
 from .run import SendRun
 from .tally import SendProgress
 
 __all__ = [
+    "AwaitingApproval",
     "IssuePaused",
     "NewIssue",
     "NothingNew",

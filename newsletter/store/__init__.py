@@ -33,6 +33,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ..errors import StoreError
+from .drafts import Drafts
 from .events import Events
 from .feeds import Feeds
 from .issues import Issues
@@ -70,6 +71,7 @@ class Store:
         self.suppressions = Suppressions(self)
         self.events = Events(self)
         self.issues = Issues(self)
+        self.drafts = Drafts(self)
         self.ledger = Ledger(self)
         self.feeds = Feeds(self)
         if migrate:

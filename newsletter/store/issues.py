@@ -7,12 +7,12 @@ on the deliveries are the ledger's (ledger.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, Select, case, func, insert, literal, select
+from sqlalchemy import Connection, Row, Select, case, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import NotFound, StoreError
@@ -130,11 +130,15 @@ class Issues:
         text: str,
         articles: Sequence[ArticleEntry],
         created_at: datetime,
+        guard: Callable[[Connection], None] | None = None,
     ) -> IssueRecord:
         """The issue, its articles and a pending delivery per recipient, all or nothing;
-        its status is `sending`."""
+        its status is `sending`. `guard` runs first in the same transaction and may refuse
+        by raising (the draft the issue comes from must not have changed meanwhile)."""
         try:
             with self.store.write() as conn:
+                if guard is not None:
+                    guard(conn)
                 issue_id = conn.execute(
                     insert(issues).values(
                         digest=digest,

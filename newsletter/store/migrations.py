@@ -224,6 +224,43 @@ ALTER TABLE issues DROP COLUMN lease_owner;
 ALTER TABLE issues DROP COLUMN lease_expires;
 """,
     ),
+    Migration(
+        5,
+        "drafts that editors shape and approve, and their history",
+        """
+CREATE TABLE drafts (
+    id {serial} NOT NULL,
+    digest VARCHAR(100) NOT NULL,
+    number INTEGER NOT NULL,
+    articles JSON NOT NULL,
+    subject TEXT NOT NULL,
+    subject_override TEXT,
+    note TEXT NOT NULL,
+    issue_date {timestamp} NOT NULL,
+    content_hash VARCHAR(64) NOT NULL,
+    approved_by VARCHAR(200),
+    approved_at {timestamp},
+    approved_hash VARCHAR(64),
+    reviewed_hash VARCHAR(64),
+    reviewed_at {timestamp},
+    created_at {timestamp} NOT NULL,
+    updated_at {timestamp} NOT NULL,
+    PRIMARY KEY (id),
+    CONSTRAINT uq_drafts_digest_number UNIQUE (digest, number)
+);
+CREATE TABLE draft_history (
+    id {serial} NOT NULL,
+    draft_id INTEGER NOT NULL,
+    at {timestamp} NOT NULL,
+    actor VARCHAR(200) NOT NULL,
+    action VARCHAR(40) NOT NULL,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (id),
+    FOREIGN KEY(draft_id) REFERENCES drafts (id) ON DELETE CASCADE
+);
+CREATE INDEX ix_draft_history_draft ON draft_history (draft_id);
+""",
+    ),
 )
 
 

@@ -228,3 +228,41 @@ first_seen = Table(
     Column("article_id", String(64), primary_key=True),
     Column("seen_at", UtcDateTime, nullable=False, default=utcnow),
 )
+
+# The next issue of a digest as editors shape it before it is sent: a snapshot of the
+# articles it carries (in order, with the excluded ones kept for --include), its subject
+# and note, and who approved which version (content_hash) of it. See store/drafts.py.
+drafts = Table(
+    "drafts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("digest", String(100), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("articles", JSON, nullable=False),
+    Column("subject", Text, nullable=False),  # as rendered over the articles, or the override
+    Column("subject_override", Text, nullable=True),
+    Column("note", Text, nullable=False, default=""),  # Markdown
+    Column("issue_date", UtcDateTime, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("approved_by", String(200), nullable=True),
+    Column("approved_at", UtcDateTime, nullable=True),
+    Column("approved_hash", String(64), nullable=True),
+    Column("reviewed_hash", String(64), nullable=True),  # the version last mailed to reviewers
+    Column("reviewed_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UtcDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+    UniqueConstraint("digest", "number", name="uq_drafts_digest_number"),
+)
+
+# Every change, approval and review mail of a draft: who, when, what.
+draft_history = Table(
+    "draft_history",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("draft_id", Integer, ForeignKey("drafts.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UtcDateTime, nullable=False, default=utcnow),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(40), nullable=False),  # composed, refreshed, edited, approved, ...
+    Column("detail", Text, nullable=False),
+    Index("ix_draft_history_draft", "draft_id"),
+)
