@@ -32,7 +32,7 @@ from newsletter.compose import next_issue  # noqa: E402
 from newsletter.config import Config, load_config  # noqa: E402
 from newsletter.message import MessageTemplate, Recipient  # noqa: E402
 from newsletter.models import IssueContent, stable_id  # noqa: E402
-from newsletter.render import GMAIL_CLIP_BYTES, NEUTRAL_VALUES, PersonalTemplate, render_issue  # noqa: E402
+from newsletter.render import GMAIL_CLIP_BYTES, RenderedIssue, render_issue  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 
 WIDTHS = (390, 600)
@@ -68,7 +68,7 @@ def ten_articles(content: IssueContent) -> IssueContent:
     return replace(content, articles=tuple(articles[:10]))
 
 
-def message_bytes(config: Config, digest: str, content: IssueContent, html: str, text: str) -> bytes:
+def message_bytes(config: Config, digest: str, content: IssueContent, rendered: RenderedIssue) -> bytes:
     template = MessageTemplate(
         config,
         list_id=1,
@@ -76,8 +76,9 @@ def message_bytes(config: Config, digest: str, content: IssueContent, html: str,
         digest=digest,
         label=f"{digest}-{content.number}.check",
         subject=content.subject,
-        html_part=html,
-        text_part=text,
+        html_part=rendered.html,
+        text_part=rendered.text,
+        markers=rendered.markers,
     )
     return template.fill(READER)
 
@@ -134,9 +135,9 @@ def main() -> None:
         for label, content in issues.items():
             rendered = render_issue(config, digest, content)
             eml = args.out / f"{label}.eml"
-            eml.write_bytes(message_bytes(config, digest.name, content, rendered.html, rendered.text))
+            eml.write_bytes(message_bytes(config, digest.name, content, rendered))
             page = args.out / f"{label}.html"
-            page.write_text(PersonalTemplate(rendered.html, escape_html=True).fill(NEUTRAL_VALUES), encoding="utf-8")
+            page.write_text(rendered.markers.neutral(rendered.html, escape_html=True), encoding="utf-8")
             size = len(rendered.html.encode("utf-8"))
             print(f"{label}: {len(content.articles)} articles, HTML {size / 1024:.1f} KB "
                   f"({size / GMAIL_CLIP_BYTES:.0%} of Gmail's clipping limit)")

@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from newsletter.config import load_config  # noqa: E402
 from newsletter.models import Article, Author, IssueContent  # noqa: E402
-from newsletter.render import PersonalTemplate, personal_values, render_issue  # noqa: E402
+from newsletter.personal import personal_values  # noqa: E402
+from newsletter.render import render_issue  # noqa: E402
 
 CONFIG = """\
 [newsletter]
@@ -72,8 +73,8 @@ def main() -> None:
             for stage, seconds in rendered.timings.items():
                 stages.setdefault(stage, []).append(seconds)
 
-    html_part = PersonalTemplate(rendered.html, escape_html=True)
-    text_part = PersonalTemplate(rendered.text, escape_html=False)
+    html_part = rendered.markers.template(rendered.html, escape_html=True)
+    text_part = rendered.markers.template(rendered.text, escape_html=False)
     per_recipient = []
     for _ in range(args.repeat):
         start = time.perf_counter()

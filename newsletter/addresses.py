@@ -18,7 +18,6 @@ import re
 from functools import lru_cache
 from typing import NamedTuple
 
-from email_validator import EmailNotValidError, validate_email
 
 from .errors import AddressError
 
@@ -38,6 +37,8 @@ _MAX_ADDRESS = 254
 @lru_cache(maxsize=8192)
 def _ascii_domain(domain: str) -> str | None:
     """email-validator's normalized form of an ASCII domain, None if it refuses it."""
+    from email_validator import EmailNotValidError, validate_email  # see _parse_with_validator
+
     try:
         return validate_email(f"postmaster@{domain}", check_deliverability=False).domain
     except EmailNotValidError:
@@ -79,6 +80,10 @@ def parse(raw: str) -> Address:
 
 
 def _parse_with_validator(candidate: str) -> Address:
+    # Imported where used: loading email-validator's tables costs more than a command's
+    # whole start-up otherwise (`newsletter --help` never parses an address).
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         result = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as exc:
@@ -119,6 +124,8 @@ def normalize_domain(raw: str) -> str:
     domain = raw.strip().removeprefix("@")
     if "\r" in domain or "\n" in domain:
         raise AddressError(f"invalid domain {raw!r}: it contains a line break (CR or LF)")
+    from email_validator import EmailNotValidError, validate_email  # see _parse_with_validator
+
     try:
         result = validate_email(f"postmaster@{domain}", check_deliverability=False)
     except EmailNotValidError as exc:

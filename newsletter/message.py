@@ -2,7 +2,7 @@
 
 Everything that is the same for every recipient (the header block, the MIME structure,
 both parts in quoted-printable) is encoded to bytes once. Each part is split at the
-personal placeholders (render.PersonalTemplate) and every static chunk is encoded on its
+personal markers (personal.py) and every static chunk is encoded on its
 own so that it ends on a line boundary: a hard line break where the text has one, else
 a soft break ("=" CRLF), which a decoder removes. A recipient's value is then encoded by
 itself and dropped in between, so quoted-printable never splits a placeholder and the
@@ -21,16 +21,19 @@ from email import policy, quoprimime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from secrets import token_hex
+from typing import TYPE_CHECKING
 
 import idna
 
 from .config import Config
 from .errors import AddressError, ConfigError
 from .folding import MAX_LINE, fold_words
-from .render import PersonalTemplate, neutralize_markers, personal_values
-from .signing import DkimSigner
+from .personal import PersonalMarkers, neutralize_markers, personal_values
 from .tokens import UNSUBSCRIBE, make_token
 from .transport import DATA_END, dot_stuffed
+
+if TYPE_CHECKING:
+    from .signing import DkimSigner
 from .urls import archive_url
 
 CRLF = "\r\n"
@@ -142,10 +145,12 @@ class MessageTemplate:
         subject: str,
         html_part: str,
         text_part: str,
+        markers: PersonalMarkers,
         signer: DkimSigner | None = None,
         date: datetime | None = None,
     ) -> None:
         settings = config.newsletter
+        self._markers = markers
         self.sender = _address_of(settings.from_, "[newsletter].from")
         self.list_id = list_id
         self._secret = config.token_secret
@@ -207,7 +212,7 @@ class MessageTemplate:
                 f"Content-Type: text/{subtype}; charset=utf-8{CRLF}"
                 f"Content-Transfer-Encoding: quoted-printable{CRLF}{CRLF}".encode()
             )
-            split = PersonalTemplate(_normalize_newlines(content), escape_html=is_html)
+            split = self._markers.template(_normalize_newlines(content), escape_html=is_html)
             current.append(qp_chunk(split.pieces[0]))
             for slot, piece in zip(split.slots, split.pieces[1:]):
                 pieces.append(b"".join(current))

@@ -1,17 +1,16 @@
 """Render an issue once: Jinja2 -> MJML -> HTML -> inlined CSS, plus the text part.
 
-Per-recipient values are placeholders in the result (`PLACEHOLDERS`); they survive MJML
-and premailer untouched and are filled later by `PersonalTemplate`, a plain
-substitution that costs microseconds, so the expensive stages here run once per issue.
-Only the placeholders themselves can put a marker into the result: any other value a
-template prints has the marker syntax broken (`neutralize_markers`).
+Per-recipient values are markers in the result (personal.py: unguessable per issue); they
+survive MJML and premailer untouched and are filled later by a plain substitution that
+costs microseconds, so the expensive stages here run once per issue. Only the markers
+themselves can put a marker into the result: any other value a template prints has the
+marker syntax broken (`neutralize_markers`).
 """
 
 from __future__ import annotations
 
 import html
 import logging
-import re
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -31,31 +30,10 @@ from .errors import TemplateError
 from .images import IMG_TAG, attributes, fit_images
 from .markdown_html import markdown_to_html
 from .models import Article, IssueContent
+from .personal import MARKER_PREFIX, PersonalMarkers, Placeholder, neutralize_markers
 from .text import html_to_text, wrap
 from .urls import archive_url
 
-
-class Placeholder(str):
-    """A personal placeholder as templates receive it: the one value the template
-    environment prints with its marker intact (see `_neutralize_output`)."""
-
-
-MARKER_PREFIX = "%%NL_"
-# The personal values of a message, as they stand in the rendered issue.
-PLACEHOLDERS: dict[str, str] = {
-    "unsubscribe_url": Placeholder(f"{MARKER_PREFIX}UNSUBSCRIBE_URL%%"),
-    "name": Placeholder(f"{MARKER_PREFIX}NAME%%"),
-    # A space and the first name, or nothing: "Hello{first_name}," reads "Hello Ada," or "Hello,".
-    "first_name": Placeholder(f"{MARKER_PREFIX}FIRST_NAME%%"),
-    "email": Placeholder(f"{MARKER_PREFIX}EMAIL%%"),
-}
-# What a reader of the public web archive sees instead of a subscriber's own values.
-NEUTRAL_VALUES: dict[str, str] = {
-    "unsubscribe_url": "#unsubscribe",
-    "name": "reader",
-    "first_name": "",
-    "email": "you",
-}
 
 GMAIL_CLIP_BYTES = 102 * 1024
 # The digest's layout in pixels: the body, the padding either side of the text, and the
@@ -70,41 +48,9 @@ class RenderedIssue:
     subject: str
     html: str
     text: str
+    markers: PersonalMarkers  # the personal values' markers in html and text
     warnings: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict, compare=False)
-
-
-class PersonalTemplate:
-    """A rendered part split once at its placeholders, filled per recipient by a join."""
-
-    _PATTERN = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS.values()))
-    _NAME_OF = {marker: name for name, marker in PLACEHOLDERS.items()}
-
-    def __init__(self, rendered: str, *, escape_html: bool) -> None:
-        self.escape_html = escape_html
-        self.pieces: list[str] = []
-        self.slots: list[str] = []  # the placeholder name after each piece but the last
-        position = 0
-        for match in self._PATTERN.finditer(rendered):
-            self.pieces.append(rendered[position : match.start()])
-            self.slots.append(self._NAME_OF[match.group()])
-            position = match.end()
-        self.pieces.append(rendered[position:])
-
-    def fill(self, values: Mapping[str, str]) -> str:
-        if self.escape_html:
-            values = {k: html.escape(v, quote=True) for k, v in values.items()}
-        out = [self.pieces[0]]
-        for slot, piece in zip(self.slots, self.pieces[1:]):
-            out.append(values[slot])
-            out.append(piece)
-        return "".join(out)
-
-
-def neutralize_markers(text: str) -> str:
-    """Source text (articles, feeds, config, names) with the marker syntax broken by a
-    zero-width space: it reads the same and can never become a personal placeholder."""
-    return text.replace(MARKER_PREFIX, "%%\u200bNL_")
 
 
 def _neutralize_output(value: Any) -> Any:
@@ -116,18 +62,6 @@ def _neutralize_output(value: Any) -> Any:
     if MARKER_PREFIX not in text:
         return value
     return Markup(neutralize_markers(text)) if isinstance(value, Markup) else neutralize_markers(text)
-
-
-def personal_values(unsubscribe_url: str, name: str, email: str) -> dict[str, str]:
-    """The values for one recipient; an empty name reads as 'reader' and has no first name."""
-    words = name.split(maxsplit=1)
-    first = words[0].rstrip(",") if words else ""
-    return {
-        "unsubscribe_url": unsubscribe_url,
-        "name": name or "reader",
-        "first_name": f" {first}" if first else "",
-        "email": email,
-    }
 
 
 def template_environment(config: Config) -> jinja2.Environment:
@@ -157,7 +91,8 @@ def template_environment(config: Config) -> jinja2.Environment:
 def render_issue(config: Config, digest: DigestSettings, content: IssueContent) -> RenderedIssue:
     """Every expensive step, once per issue, timed for the benchmark."""
     env = template_environment(config)
-    context = template_context(config, digest, content)
+    markers = PersonalMarkers.new()
+    context = template_context(config, digest, content, markers)
     timings: dict[str, float] = {}
 
     def timed(stage: str, work: Callable[[], str]) -> str:
@@ -174,12 +109,15 @@ def render_issue(config: Config, digest: DigestSettings, content: IssueContent) 
         subject=content.subject,
         html=inlined,
         text=text,
+        markers=markers,
         warnings=tuple(preview_warnings(inlined)),
         timings=timings,
     )
 
 
-def template_context(config: Config, digest: DigestSettings, content: IssueContent) -> dict[str, Any]:
+def template_context(
+    config: Config, digest: DigestSettings, content: IssueContent, markers: PersonalMarkers
+) -> dict[str, Any]:
     settings = config.newsletter
     return {
         "lang": digest.lang,
@@ -196,10 +134,10 @@ def template_context(config: Config, digest: DigestSettings, content: IssueConte
         # The editor's note: Markdown rendered and sanitized (the partials show it on top).
         "note_html": Markup(markdown_to_html(content.note)) if content.note.strip() else "",
         "date": content.created.astimezone(settings.tz),
-        "unsubscribe_url": PLACEHOLDERS["unsubscribe_url"],
-        "subscriber_name": PLACEHOLDERS["name"],
-        "subscriber_first_name": PLACEHOLDERS["first_name"],
-        "subscriber_email": PLACEHOLDERS["email"],
+        "unsubscribe_url": markers.placeholders["unsubscribe_url"],
+        "subscriber_name": markers.placeholders["name"],
+        "subscriber_first_name": markers.placeholders["first_name"],
+        "subscriber_email": markers.placeholders["email"],
         "number": content.number,
         "archive_url": archive_url(settings.base_url, content.digest),
         "issue_url": archive_url(settings.base_url, content.digest, content.number),
@@ -334,7 +272,7 @@ def preview_warnings(document: str) -> list[str]:
 
 def write_preview(path: Path, rendered: RenderedIssue) -> None:
     """The preview as a subscriber would see it, with neutral personal values."""
-    filled = PersonalTemplate(rendered.html, escape_html=True).fill(NEUTRAL_VALUES)
+    filled = rendered.markers.neutral(rendered.html, escape_html=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(filled, encoding="utf-8")
     tmp.replace(path)

@@ -20,7 +20,7 @@ from .config import Config, DigestSettings
 from .drafting import draft_issue
 from .errors import ConfigError, NotFound
 from .notices import NoticeReport, build_notice, send_notices
-from .render import NEUTRAL_VALUES, PersonalTemplate, render_issue, render_template, template_environment
+from .render import render_issue, render_template, template_environment
 from .store import Store
 from .store.drafts import DraftRecord, changes_since_review
 
@@ -66,8 +66,8 @@ def send_review(
     rendered = render_issue(config, digest, draft_issue(config, record))
     changes = changes_since_review(store.drafts.history(record.id)) if record.reviewed_hash else []
     env = template_environment(config)
-    issue_html = PersonalTemplate(rendered.html, escape_html=True).fill(NEUTRAL_VALUES)
-    issue_text = PersonalTemplate(rendered.text, escape_html=False).fill(NEUTRAL_VALUES)
+    issue_html = rendered.markers.neutral(rendered.html, escape_html=True)
+    issue_text = rendered.markers.neutral(rendered.text, escape_html=False)
     prefix = SUBJECT_PREFIX if waiting_until is None else WAITING_PREFIX
     tz = config.newsletter.tz
 

@@ -35,7 +35,7 @@ from .config import Config
 from .errors import AddressError, NewsletterError, NotFound, StoreError
 from .message import TEST_COPY_SUBSCRIBER
 from .proxies import TrustedProxies
-from .render import NEUTRAL_VALUES, PersonalTemplate
+from .personal import PersonalMarkers
 from .store import Store
 from .store.records import UNSUBSCRIBED, ListRecord, MembershipInfo
 from .web_approve import ApprovePages
@@ -313,7 +313,8 @@ class Site:
             issue = await run_in_threadpool(self.store.issues.get_sent, digest, number)
         if issue is None:
             raise HTTPException(404, f"there is no issue {number} of {digest}")
-        return HTMLResponse(neutral(issue.html, escape_html=True), headers=ARCHIVE_CACHE)
+        public = PersonalMarkers(issue.marker_nonce).neutral(issue.html, escape_html=True)
+        return HTMLResponse(public, headers=ARCHIVE_CACHE)
 
     async def archive_feed(self, request: Request) -> Response:
         digest = self.digest_named(request)
@@ -330,7 +331,7 @@ class Site:
         return Response(xml, media_type="application/atom+xml", headers=ARCHIVE_CACHE)
 
     def archive_entry(self, digest: str, issue: Any) -> ArchiveEntry:
-        text = neutral(issue.text, escape_html=False)
+        text = PersonalMarkers(issue.marker_nonce).neutral(issue.text, escape_html=False)
         return ArchiveEntry(
             number=issue.number,
             subject=issue.subject,
@@ -406,11 +407,6 @@ class ArchiveEntry:
     published: datetime
     url: str
     summary: str
-
-
-def neutral(rendered: str, *, escape_html: bool) -> str:
-    """An issue as the public may see it: every personal placeholder neutralised."""
-    return PersonalTemplate(rendered, escape_html=escape_html).fill(NEUTRAL_VALUES)
 
 
 def client_ip(request: Request, proxies: TrustedProxies) -> str | None:

@@ -36,7 +36,7 @@ def record_issue(store: Store) -> int:
     list_id = store.lists.get("weekly").id
     issue = store.issues.record(
         digest="weekly", number=1, list_id=list_id, subject="s", html="h", text="t",
-        articles=[], created_at=later(0),
+        articles=[], created_at=later(0), marker_nonce=None,
     )
     return issue.id
 

@@ -11,11 +11,9 @@ from newsletter.compose import next_issue, resolve_authors, select_articles
 from newsletter.config import AuthorSettings
 from newsletter.errors import TemplateError
 from newsletter.models import Article, Author, IssueContent
+from newsletter.personal import personal_values
 from newsletter.render import (
     GMAIL_CLIP_BYTES,
-    PLACEHOLDERS,
-    PersonalTemplate,
-    personal_values,
     preview_warnings,
     render_issue,
 )
@@ -56,8 +54,8 @@ def test_html_has_css_inlined_author_footers_and_placeholders(config) -> None:
     assert "Ann covers Europe." in html
     assert '<a href="https://example.org/bo"' in html
     for name in ("unsubscribe_url", "first_name", "email"):
-        assert PLACEHOLDERS[name] in html
-        assert PLACEHOLDERS[name] in rendered.text
+        assert rendered.markers.placeholders[name] in html
+        assert rendered.markers.placeholders[name] in rendered.text
     assert "1 Test Street, Testville" in html and "1 Test Street, Testville" in rendered.text
 
 
@@ -90,8 +88,8 @@ def test_ten_article_issue_stays_under_gmail_clipping(config) -> None:
 def test_personalization_fills_every_placeholder_and_escapes_html(config) -> None:
     rendered = render_issue(config, config.digest("weekly"), content(article(1)))
     values = personal_values("https://x.test/u/tok?a=1&b=2", "<Ann>", "ann@example.org")
-    html = PersonalTemplate(rendered.html, escape_html=True).fill(values)
-    text = PersonalTemplate(rendered.text, escape_html=False).fill(values)
+    html = rendered.markers.template(rendered.html, escape_html=True).fill(values)
+    text = rendered.markers.template(rendered.text, escape_html=False).fill(values)
     assert "%%NL_" not in html and "%%NL_" not in text
     assert 'href="https://x.test/u/tok?a=1&amp;b=2"' in html
     assert "Hello &lt;Ann&gt;," in html

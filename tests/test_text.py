@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 import pytest
 
 from newsletter.models import Article, Author, IssueContent
-from newsletter.render import PersonalTemplate, personal_values, render_issue
+from newsletter.personal import personal_values
+from newsletter.render import render_issue
 from newsletter.sources.folder import markdown_to_html
 from newsletter.sources.sanitize import sanitize_html
 from newsletter.text import html_to_text, wrap
@@ -99,8 +100,8 @@ def issue(count: int) -> IssueContent:
 def test_greeting_by_first_name_or_none_and_plurals(config, count: int, name: str, greeting: str) -> None:
     rendered = render_issue(config, config.digest("weekly"), issue(count))
     values = personal_values("https://x.test/u/t", name, "ada@example.org")
-    html = PersonalTemplate(rendered.html, escape_html=True).fill(values)
-    text = PersonalTemplate(rendered.text, escape_html=False).fill(values)
+    html = rendered.markers.template(rendered.html, escape_html=True).fill(values)
+    text = rendered.markers.template(rendered.text, escape_html=False).fill(values)
     assert greeting.replace("'", "&#39;") in html or greeting in html
     assert greeting in text
 

@@ -3,26 +3,34 @@
 The CLI is thin: it parses arguments, calls the library, prints. The library raises
 NewsletterError subclasses; `NewsletterGroup` turns them into one line on stderr and
 exit code 1, never a traceback.
+
+Every command module imports the library inside its commands, not at the top: `newsletter
+--help` or `lists ls` must not pay for Jinja2, MJML, premailer, the feed parser or
+APScheduler (tests/test_startup.py checks what `--help` imports).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
+import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import click
 import typer
-from rich.cells import cell_len
-from rich.console import Console
-from rich.table import Table
 from typer.core import TyperGroup
 
-from ..config import Config, load_config
 from ..errors import NewsletterError, SecretError
-from ..store import Store, open_store
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..config import Config
+    from ..store import Store
 
 
 class NewsletterGroup(TyperGroup):
@@ -42,7 +50,17 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help and usage errors (click's), not rich's: rich's help costs more to load
+    # than the rest of the command line together.
+    rich_markup_mode=None,
 )
+
+
+def command_group(name: str, help: str | None = None, *, no_args_is_help: bool = True) -> typer.Typer:
+    """A group of subcommands (`newsletter NAME ...`), with help as plain as the app's."""
+    group = typer.Typer(help=help, no_args_is_help=no_args_is_help, rich_markup_mode=None)
+    app.add_typer(group, name=name)
+    return group
 
 
 class AppState:
@@ -53,10 +71,14 @@ class AppState:
 
     @cached_property
     def config(self) -> Config:
+        from ..config import load_config
+
         return load_config(self.config_path)
 
     @cached_property
     def store(self) -> Store:
+        from ..store import open_store
+
         return open_store(self.config.database)
 
 
@@ -97,10 +119,14 @@ def state(ctx: typer.Context) -> AppState:
 
 
 def console() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False, soft_wrap=True)
 
 
 def err_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -119,6 +145,13 @@ _NARROWEST_COLUMN = 6
 _SEPARATORS_AS_SPACES = str.maketrans(dict.fromkeys("\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029", " "))
 
 
+def _print_separated(title: str | None, columns: list[str], cells: list[list[str]]) -> None:
+    if title:
+        click.echo(title, err=True)
+    for line in [columns, *cells]:
+        click.echo("\t".join(text.translate(_SEPARATORS_AS_SPACES) for text in line))
+
+
 def print_table(
     title: str | None, columns: list[str], rows: list[list[Any]], *, whole: tuple[str, ...] = ()
 ) -> None:
@@ -128,15 +161,18 @@ def print_table(
     first, every value whole on its line (a tab or line break in a value becomes a space);
     the title then goes to stderr, so stdout stays one table."""
     cells = [[_cell_text(value) for value in row] for row in rows]
+    if not sys.stdout.isatty():  # a pipe or a file: no need to load rich at all
+        _print_separated(title, columns, cells)
+        return
+    from rich.cells import cell_len
+    from rich.table import Table
+
     output = console()
     widths = [max(cell_len(text) for text in column) for column in zip(columns, *cells)]
     kept = [i for i, column in enumerate(columns) if column in whole]
     needed = sum(widths[i] for i in kept) + _NARROWEST_COLUMN * (len(columns) - len(kept))
     if not output.is_terminal or needed + 3 * len(columns) + 1 > output.width:
-        if title:
-            click.echo(title, err=True)
-        for line in [columns, *cells]:
-            click.echo("\t".join(text.translate(_SEPARATORS_AS_SPACES) for text in line))
+        _print_separated(title, columns, cells)
         return
     table = Table(title=title, show_lines=False)
     for i, column in enumerate(columns):

@@ -9,13 +9,15 @@ from pathlib import Path
 import click
 import typer
 
-from ..config import DigestSettings
-from ..drafting import current_issue
+from typing import TYPE_CHECKING
+
 from ..errors import NewsletterError
 from ..files import replaced_on_success
-from ..render import PersonalTemplate, NEUTRAL_VALUES, render_issue, write_preview
-from ..store.drafts import DraftRecord
 from .app import app, print_json, print_table, state, warn
+
+if TYPE_CHECKING:
+    from ..config import DigestSettings
+    from ..store.drafts import DraftRecord
 
 
 @app.command("articles")
@@ -28,6 +30,8 @@ def articles_command(
     app_state = state(ctx)
     settings = app_state.config.digest(digest or app_state.config.first_digest_name())
     digest = settings.name
+    from ..drafting import current_issue
+
     content, draft = current_issue(app_state.config, settings, app_state.store, warn)
     if as_json:
         print_json([article.as_json() for article in content.articles])
@@ -71,6 +75,9 @@ def preview_command(
     """Render the digest's next issue (its draft, if it has one) without sending it."""
     app_state = state(ctx)
     settings = app_state.config.digest(digest)
+    from ..drafting import current_issue
+    from ..render import render_issue, write_preview
+
     content, draft = current_issue(app_state.config, settings, app_state.store, warn)
     if not content.articles:
         warn(nothing_to_show(settings, draft))
@@ -81,7 +88,7 @@ def preview_command(
     origin = "" if draft is None else f"draft of issue #{draft.number}, {draft.status}, "
     summary = f"({origin}{count} article{'s' * (count != 1)}, subject: {content.subject})"
     if text:
-        text_part = PersonalTemplate(rendered.text, escape_html=False).fill(NEUTRAL_VALUES)
+        text_part = rendered.markers.neutral(rendered.text, escape_html=False)
         if output is None:
             click.echo(text_part)
             return

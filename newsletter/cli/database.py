@@ -7,12 +7,9 @@ from pathlib import Path
 import click
 import typer
 
-from ..store import open_store
-from ..store.backup import backup
-from .app import app, print_json, print_table, state
+from .app import command_group, print_json, print_table, state
 
-db_app = typer.Typer(help="The database: migrations and a consistent copy.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
+db_app = command_group("db", "The database: migrations and a consistent copy.")
 
 
 @db_app.command("status")
@@ -21,6 +18,8 @@ def status_command(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
 ) -> None:
     """Show each migration step: applied (when) or pending. Changes nothing."""
+    from ..store import open_store
+
     store = open_store(state(ctx).config.database, migrate=False)
     steps = store.migrations.status()
     if as_json:
@@ -38,6 +37,8 @@ def status_command(
 @db_app.command("upgrade")
 def upgrade_command(ctx: typer.Context) -> None:
     """Apply the pending migration steps (each in one transaction)."""
+    from ..store import open_store
+
     store = open_store(state(ctx).config.database, migrate=False)
     applied = store.migrations.upgrade()
     for step in applied:
@@ -51,6 +52,9 @@ def backup_command(
     file: Path = typer.Argument(..., help="Where to write the copy (replaced when complete)."),
 ) -> None:
     """Write a consistent copy of a SQLite database while others use it."""
+    from ..store import open_store
+    from ..store.backup import backup
+
     store = open_store(state(ctx).config.database, migrate=False)
     size = backup(store, file)
     click.echo(f"Wrote a consistent copy of {store.where} to {file} ({size / 1024:.0f} KB).")

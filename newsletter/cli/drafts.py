@@ -6,18 +6,18 @@ import getpass
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import typer
 
-from ..config import Config, DigestSettings
-from ..drafting import DraftEdit, compose_or_refresh, edit_draft, from_snapshot
 from ..errors import NewsletterError, UsageError
-from ..review import review_again, send_review
-from ..store import Store
-from ..store.drafts import DraftArticle, DraftRecord
 from .app import app, print_json, state, warn
+
+if TYPE_CHECKING:
+    from ..config import Config, DigestSettings
+    from ..store import Store
+    from ..store.drafts import DraftArticle, DraftRecord
 
 MAX_NAME = 200  # the store's approved_by and history actor columns
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -39,6 +39,8 @@ def draft_command(
 ) -> None:
     """Compose the next issue as a draft, or refresh the draft: new articles are added in
     their place, the editor's choices are kept."""
+    from ..drafting import compose_or_refresh
+
     app_state = state(ctx)
     settings = app_state.config.digest(digest)
     record = compose_or_refresh(app_state.config, settings, app_state.store, warn, actor=who())
@@ -67,6 +69,8 @@ def edit_command(
     """Change the draft: --exclude, --include, --unpin, --pin, --move in that order, then
     --subject and --note; all or nothing. Any change to an approved draft returns it to
     `draft`."""
+    from ..drafting import DraftEdit, edit_draft
+
     app_state = state(ctx)
     settings = app_state.config.digest(digest)
     edit = DraftEdit(
@@ -111,6 +115,8 @@ def review_command(
     digest: str = typer.Argument(..., help="The digest whose draft to mail to its reviewers."),
 ) -> None:
     """Mail the draft to the digest's reviewers now, each with an Approve link."""
+    from ..review import send_review
+
     app_state = state(ctx)
     settings = app_state.config.digest(digest)
     report = send_review(app_state.config, app_state.store, settings, actor=who())
@@ -125,6 +131,8 @@ def review_command(
 def after_change(config: Config, store: Store, digest: DigestSettings, record: DraftRecord) -> None:
     """The reviewers saw an earlier version: mail them this one. The change stands even
     when the mail cannot go out; the warning says how to send it later."""
+    from ..review import review_again
+
     try:
         report = review_again(config, store, digest, record, actor=who())
     except NewsletterError as exc:
@@ -193,6 +201,8 @@ def draft_json(store: Store, record: DraftRecord) -> dict[str, Any]:
 
 
 def article_json(entry: DraftArticle) -> dict[str, Any]:
+    from ..drafting import from_snapshot
+
     article = from_snapshot(entry.article)
     return {
         "id": article.id,

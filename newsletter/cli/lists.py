@@ -6,10 +6,9 @@ import click
 import typer
 
 from ..store.records import CONFIRMED, UNCONFIRMED, UNSUBSCRIBED
-from .app import app, confirm, print_json, print_table, state
+from .app import command_group, confirm, print_json, print_table, state
 
-lists_app = typer.Typer(help="Create, show and remove mailing lists.", no_args_is_help=True)
-app.add_typer(lists_app, name="lists")
+lists_app = command_group("lists", "Create, show and remove mailing lists.")
 
 
 @lists_app.command("add")

@@ -11,24 +11,15 @@ from types import FrameType
 
 import click
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from typing import TYPE_CHECKING
 
-from .. import addresses
-from ..config import Config
 from ..errors import NewsletterError
-from ..sending import (
-    IssuePaused,
-    NewIssue,
-    NothingNew,
-    ResumeIssue,
-    SendProgress,
-    SendReport,
-    execute,
-    prepare_send,
-    send_test_copy,
-)
-from ..store import Store
 from .app import AppState, app, confirm, console, optional_secret, print_json, print_table, state, warn
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..sending import NewIssue, ResumeIssue, SendProgress, SendReport
+    from ..store import Store
 
 FIRST_RECIPIENTS = 10
 AT_FORMAT = "%Y-%m-%d %H:%M"
@@ -62,6 +53,9 @@ def send_command(
             )
         schedule_later(config, digest, at)
         return
+    from .. import addresses
+    from ..sending import IssuePaused, NewIssue, NothingNew, prepare_send, send_test_copy
+
     test_addresses = [addresses.parse(email).email for email in to or []]
     plan = prepare_send(config, app_state.store, digest, warn)
     if isinstance(plan, NothingNew):
@@ -146,6 +140,8 @@ def schedule_later(config: Config, digest: str, at: str) -> None:
 
 
 def question(plan: NewIssue | ResumeIssue) -> str:
+    from ..sending import ResumeIssue
+
     if isinstance(plan, ResumeIssue):
         return f"Resume issue #{plan.number} of {plan.digest.name} ({plan.subject}): {plan.recipients} deliveries left?"
     return (
@@ -160,6 +156,8 @@ def _count(number: int, noun: str) -> str:
 
 
 def show_plan(plan: NewIssue | ResumeIssue, first: list[str]) -> None:
+    from ..sending import NewIssue, ResumeIssue
+
     action = "Would resume" if isinstance(plan, ResumeIssue) else "Would send"
     click.echo(f"{action} issue #{plan.number} of {plan.digest.name} to list {plan.list.slug}.")
     click.echo(f"Subject: {plan.subject}")
@@ -179,6 +177,10 @@ def run_with_progress(
     config: Config, store: Store, plan: NewIssue | ResumeIssue, stop: threading.Event, workers: int | None
 ) -> SendReport:
     """A live progress bar on a terminal; in a log or a pipe only the summary that follows."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..sending import execute
+
     output = console()
     if not output.is_terminal:
         return execute(config, store, plan, workers=workers, stop=stop)

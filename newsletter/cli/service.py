@@ -12,7 +12,7 @@ import click
 import typer
 
 from ..errors import UsageError
-from .app import app, print_json, print_table, state
+from .app import app, command_group, print_json, print_table, state
 
 # APScheduler, Starlette and uvicorn are imported by the commands that use them: every
 # other command starts that much faster.
@@ -21,8 +21,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MAX_PORT = 65535
 
 
-schedule_app = typer.Typer(no_args_is_help=False)
-app.add_typer(schedule_app, name="schedule")
+schedule_app = command_group("schedule", no_args_is_help=False)
 
 
 @schedule_app.callback(invoke_without_command=True)

@@ -11,10 +11,8 @@ from pathlib import Path
 import click
 import typer
 
-from .. import confirmation, exporter, importer
-from ..confirmation import send_confirmation
+from .. import importer
 from ..errors import NewsletterError
-from ..store.schema import utcnow
 from ..store.records import (
     BLOCKED,
     CONFIRMED,
@@ -25,13 +23,9 @@ from ..store.records import (
     AddResult,
     ImportReport,
 )
-from .app import app, confirm, optional_secret, print_json, print_table, state
+from .app import command_group, confirm, optional_secret, print_json, print_table, state
 
-subscribers_app = typer.Typer(
-    help="Add, import, export, list, unsubscribe, block and forget subscribers.",
-    no_args_is_help=True,
-)
-app.add_typer(subscribers_app, name="subscribers")
+subscribers_app = command_group("subscribers", "Add, import, export, list, unsubscribe, block and forget subscribers.")
 
 # What `ls --status` filters on: a membership status, or blocked.
 ListStatus = Enum("ListStatus", {status: status for status in (*MEMBERSHIP_STATUSES, BLOCKED)}, type=str)  # type: ignore[misc]
@@ -55,6 +49,8 @@ def add_subscriber(
         email, list_slug, name, confirmed=confirmed, secret=optional_secret(app_state)
     )
     click.echo(describe_add(result, list_slug))
+    from ..confirmation import send_confirmation  # renders the mail: Jinja2, MJML
+
     if result.status == UNCONFIRMED and send_confirmation(app_state.config, app_state.store, result):
         click.echo(f"Sent a confirmation link to {result.email}.")
 
@@ -102,6 +98,8 @@ def import_subscribers(
         raise NewsletterError("--send-confirmations needs the list: add --list SLUG")
     if send_confirmations:
         app_state.config.token_secret  # the links need it: fail before anything is written
+    from ..store.schema import utcnow
+
     started = utcnow()
     report = ImportReport(
         file=str(file),
@@ -123,7 +121,9 @@ def import_subscribers(
     mailed = None
     if send_confirmations and not dry_run:
         pending = app_state.store.memberships.awaiting_confirmation(list_slug, started)
-        mailed = confirmation.send_confirmations(app_state.config, app_state.store, pending)
+        from ..confirmation import send_confirmations
+
+        mailed = send_confirmations(app_state.config, app_state.store, pending)
     if as_json:
         print_json(report.as_json() | ({"confirmations": asdict(mailed)} if mailed else {}))
         return
@@ -161,6 +161,8 @@ def export_subscribers(
     output: Path = typer.Option(None, "-o", "--output", help="Write here instead of stdout."),
 ) -> None:
     """Write subscribers as CSV (one row per membership); `import` reads it back."""
+    from .. import exporter
+
     store = state(ctx).store
     if list_slug is not None:
         store.lists.get(list_slug)  # an unknown list is an error before anything is written

@@ -12,19 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ..config import Config, DigestSettings
-from ..drafting import current_issue
 from ..errors import DeliveryError
-from ..message import MessageTemplate
-from ..models import IssueContent
-from ..render import RenderedIssue, render_issue
-from ..signing import load_signer
-from ..store import Store
 from ..store.drafts import APPROVED, DraftRecord, unchanged_draft
 from ..store.issues import ArticleEntry, IssueRecord
 from ..store.records import ListRecord
+from .template import issue_template, message_template
+
+if TYPE_CHECKING:
+    from ..message import MessageTemplate
+    from ..models import IssueContent
+    from ..render import RenderedIssue
+    from ..store import Store
 
 
 REQUIRED = "required"  # [digests.NAME] approval
@@ -129,9 +130,9 @@ class NewIssue:
             )
 
     def template(self, config: Config, *, subject_prefix: str = "") -> MessageTemplate:
-        return _template(
+        return message_template(
             config, self.list, self.digest.name, self.number, self.content.created,
-            subject_prefix + self.subject, self.rendered.html, self.rendered.text,
+            subject_prefix + self.subject, self.rendered.html, self.rendered.text, self.rendered.markers,
         )
 
     def take(self, store: Store) -> IssueRecord:
@@ -150,6 +151,7 @@ class NewIssue:
             text=self.rendered.text,
             articles=[ArticleEntry(a.id, a.title, a.url) for a in self.content.articles],
             created_at=self.content.created,
+            marker_nonce=self.rendered.markers.nonce,
             guard=guard,
         )
 
@@ -162,6 +164,11 @@ def prepare_send(
 ) -> SendPlan:
     """Find the unfinished issue, or take the draft or compose the next issue, and render
     it; records nothing."""
+    # Composing and rendering pull in the feed parser, Jinja2, MJML and premailer: only
+    # here, not for every process that merely sends (a worker joining an issue).
+    from ..drafting import current_issue
+    from ..render import render_issue
+
     digest = config.digest(digest_name)
     issue = store.issues.unfinished(digest.name)
     if issue is not None:
@@ -176,36 +183,3 @@ def prepare_send(
         warn(message)
     recipients = store.issues.recipient_count(list_record.id)
     return NewIssue(digest, list_record, content, rendered, recipients, draft)
-
-
-def issue_template(
-    config: Config, list_record: ListRecord, issue: IssueRecord, *, subject_prefix: str = ""
-) -> MessageTemplate:
-    """The message exactly as the issue was recorded (for any sender that joins it)."""
-    return _template(
-        config, list_record, issue.digest, issue.number, issue.created_at,
-        subject_prefix + issue.subject, issue.html, issue.text,
-    )
-
-
-def _template(
-    config: Config,
-    list_record: ListRecord,
-    digest_name: str,
-    number: int,
-    created: datetime,
-    subject: str,
-    html_part: str,
-    text_part: str,
-) -> MessageTemplate:
-    return MessageTemplate(
-        config,
-        list_id=list_record.id,
-        list_slug=list_record.slug,
-        digest=digest_name,
-        label=f"{digest_name}-{number}.{created:%Y%m%d%H%M%S}",
-        subject=subject,
-        html_part=html_part,
-        text_part=text_part,
-        signer=load_signer(config),
-    )

@@ -17,7 +17,7 @@ from ..errors import DeliveryError
 from ..store import Store
 from ..store.issues import IssueRecord
 from ..transport import open_transport
-from .plan import issue_template
+from .template import issue_template
 from .report import SendReport
 from .run import SendRun
 from .tally import SendProgress

@@ -42,6 +42,7 @@ class IssueRecord:
     paused_reason: str | None
     created_at: datetime
     finished_at: datetime | None
+    marker_nonce: str | None  # see personal.py
 
     @property
     def label(self) -> str:
@@ -130,6 +131,7 @@ class Issues:
         text: str,
         articles: Sequence[ArticleEntry],
         created_at: datetime,
+        marker_nonce: str | None,
         guard: Callable[[Connection], None] | None = None,
     ) -> IssueRecord:
         """The issue, its articles and a pending delivery per recipient, all or nothing;
@@ -149,6 +151,7 @@ class Issues:
                         text=text,
                         status=SENDING,
                         created_at=created_at,
+                        marker_nonce=marker_nonce,
                     )
                 ).inserted_primary_key[0]
                 if articles:
@@ -294,6 +297,7 @@ def _issue(row: Row[Any]) -> IssueRecord:
         paused_reason=row.paused_reason,
         created_at=row.created_at,
         finished_at=row.finished_at,
+        marker_nonce=row.marker_nonce,
     )
 
 

@@ -261,6 +261,13 @@ CREATE TABLE draft_history (
 CREATE INDEX ix_draft_history_draft ON draft_history (draft_id);
 """,
     ),
+    Migration(
+        6,
+        "issues keep the nonce of their personal markers",
+        """
+ALTER TABLE issues ADD COLUMN marker_nonce VARCHAR(32);
+""",
+    ),
 )
 
 

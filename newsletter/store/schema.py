@@ -155,6 +155,9 @@ issues = Table(
     Column("paused_reason", Text, nullable=True),
     Column("created_at", UtcDateTime, nullable=False, default=utcnow),
     Column("finished_at", UtcDateTime, nullable=True),
+    # The random part of the markers its html and text carry (personal.py); None for
+    # issues recorded before markers had one.
+    Column("marker_nonce", String(32), nullable=True),
     UniqueConstraint("digest", "number", name="uq_issues_digest_number"),
 )
 
