@@ -27,7 +27,8 @@ from .config import Config
 from .errors import AddressError, ConfigError
 from .render import PersonalTemplate, personal_values
 from .signing import DkimSigner
-from .tokens import UNSUBSCRIBE, make_token
+from .tokens import UNSUBSCRIBE, make_token, make_verp_token
+from .verp import verp_address
 
 CRLF = "\r\n"
 # Quoted-printable lines may hold 76 characters; a chunk that ends mid-line gets a
@@ -43,6 +44,7 @@ SIGNED_HEADERS = (
     "List-Id",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
+    "Feedback-ID",
     "Reply-To",
     "MIME-Version",
     "Content-Type",
@@ -64,6 +66,16 @@ def build_unsubscribe_url(config: Config, subscriber_id: int, list_id: int) -> s
 def _unsubscribe_url(secret: bytes, base_url: str, subscriber_id: int, list_id: int) -> str:
     token = make_token(secret, UNSUBSCRIBE, subscriber_id, list_id)
     return f"{base_url.rstrip('/')}/u/{token}"
+
+
+def feedback_id(config: Config, number: int, digest: str, list_slug: str) -> str | None:
+    """Gmail's Feedback-ID, ISSUE:DIGEST:LIST:SENDERID, when [delivery].feedback_id is set
+    (colons in a name become dashes: they separate the fields)."""
+    sender_id = config.delivery.feedback_id
+    if sender_id is None:
+        return None
+    fields = (str(number), digest, list_slug)
+    return ":".join(field.replace(":", "-") for field in fields) + f":{sender_id}"
 
 
 def envelope_address(email: str) -> str:
@@ -113,9 +125,12 @@ class MessageTemplate:
         text_part: str,
         signer: DkimSigner | None = None,
         date: datetime | None = None,
+        feedback_id: str | None = None,
     ) -> None:
         settings = config.newsletter
         self.sender = _address_of(settings.from_, "[newsletter].from")
+        self._bounce_address = config.delivery.bounce_address
+        self._feedback_id = feedback_id
         self.list_id = list_id
         self._secret = config.token_secret
         self._base_url = settings.base_url.rstrip("/")
@@ -147,6 +162,8 @@ class MessageTemplate:
             ("List-Unsubscribe", None),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ]
+        if self._feedback_id is not None:
+            fields.append(("Feedback-ID", _folded("Feedback-ID", _one_line(self._feedback_id))))
         if settings.reply_to:
             _address_of(settings.reply_to, "[newsletter].reply_to")
             fields.append(("Reply-To", _folded("Reply-To", settings.reply_to)))
@@ -182,6 +199,17 @@ class MessageTemplate:
         return pieces, slots
 
     # -- per recipient ----------------------------------------------------------------
+
+    def envelope_sender(self, issue_id: int, subscriber_id: int) -> str:
+        """MAIL FROM for one recipient: the VERP address naming the delivery when
+        [delivery].bounce_address is set, else the From address."""
+        if self._bounce_address is None:
+            return envelope_address(self.sender)
+        return verp_address(self._bounce_address, self._secret, issue_id, subscriber_id)
+
+    def envelope_id(self, issue_id: int, subscriber_id: int) -> str:
+        """The DSN envelope id (ENVID) of one recipient's message: its VERP token."""
+        return make_verp_token(self._secret, issue_id, subscriber_id)
 
     def unsubscribe_url(self, subscriber_id: int) -> str:
         return _unsubscribe_url(self._secret, self._base_url, subscriber_id, self.list_id)

@@ -6,6 +6,11 @@ payload = "purpose:subscriber_id:list_id", and for a confirm link also ":members
 (the store's random token for that membership): every field a token carries is under its
 MAC, so no part of a link can be swapped for a part of another. No expiry: an unsubscribe
 link must keep working in an old email.
+
+A VERP token (`make_verp_token`) names one delivery, an issue and a subscriber, for the
+envelope sender `bounces+TOKEN@domain` and the DSN envelope id. It must survive MTAs that
+lower-case local parts and stay short: lower-case base 36 ids and a base 32 MAC over
+"verp:issue:subscriber", e.g. `1a-2s-k3x5...` (about 25 characters).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 
 from .errors import NewsletterError
@@ -69,6 +75,47 @@ def read_token(secret: bytes, token: str, purpose: str) -> TokenClaims:
         return TokenClaims(purpose, int(fields[1]), int(fields[2]), *fields[3:])
     except ValueError:
         raise BadToken("the link is malformed; copy the whole link from the email") from None
+
+
+_VERP_MAC_BYTES = 10  # 80 bits: a forged token would need 2**80 tries
+_VERP_TOKEN = re.compile(r"([0-9a-z]{1,13})-([0-9a-z]{1,13})-([a-z2-7]{16})")
+
+
+@dataclass(frozen=True)
+class VerpClaims:
+    issue_id: int
+    subscriber_id: int
+
+
+def make_verp_token(secret: bytes, issue_id: int, subscriber_id: int) -> str:
+    ids = f"{_base36(issue_id)}-{_base36(subscriber_id)}"
+    return f"{ids}-{_verp_mac(secret, issue_id, subscriber_id)}"
+
+
+def read_verp_token(secret: bytes, token: str) -> VerpClaims:
+    """The delivery a VERP token names, else BadToken (forged, truncated, another secret)."""
+    match = _VERP_TOKEN.fullmatch(token.lower())
+    if match is None:
+        raise BadToken(f"{token!r} is not a VERP token")
+    issue_id, subscriber_id = int(match[1], 36), int(match[2], 36)
+    if not hmac.compare_digest(match[3], _verp_mac(secret, issue_id, subscriber_id)):
+        raise BadToken(f"the VERP token {token!r} has a wrong signature")
+    return VerpClaims(issue_id, subscriber_id)
+
+
+def _verp_mac(secret: bytes, issue_id: int, subscriber_id: int) -> str:
+    digest = _mac(secret, f"verp:{issue_id}:{subscriber_id}".encode())[:_VERP_MAC_BYTES]
+    return base64.b32encode(digest).decode().lower()
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+        if not number:
+            return text
 
 
 def keyed_hash(secret: bytes, value: str) -> str:

@@ -15,7 +15,7 @@ from datetime import datetime
 from ..compose import next_issue
 from ..config import Config, DigestSettings
 from ..errors import DeliveryError
-from ..message import MessageTemplate
+from ..message import MessageTemplate, feedback_id
 from ..models import IssueContent
 from ..render import RenderedIssue, render_issue
 from ..signing import load_signer
@@ -157,4 +157,5 @@ def _template(
         html_part=html_part,
         text_part=text_part,
         signer=load_signer(config),
+        feedback_id=feedback_id(config, number, digest_name, list_record.slug),
     )

@@ -81,7 +81,6 @@ class SendRun:
         self.ledger = store.ledger
         self.issue = issue
         self.template = template
-        self.envelope_sender = envelope_address(template.sender)
         self.transport = transport
         self.resumed = resumed
         self.requested = stop or threading.Event()
@@ -298,7 +297,9 @@ class SendRun:
         try:
             data = self.template.fill(recipient)
             envelope = Envelope(
-                self.envelope_sender, envelope_address(delivery.email), self.issue.label, str(delivery.id)
+                self.template.envelope_sender(self.issue.id, delivery.subscriber_id),
+                envelope_address(delivery.email), self.issue.label, str(delivery.id),
+                self.template.envelope_id(self.issue.id, delivery.subscriber_id),
             )
             channel.send(envelope, data)
         except AddressError as exc:
