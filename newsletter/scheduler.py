@@ -145,7 +145,7 @@ def run_digest(config_path: str, digest_name: str) -> None:
     """
     try:
         config = load_config(config_path)
-        store = open_store(config.database)
+        store = open_store(config.database, bounces=config.bounces)
         try:
             report = send_digest(
                 config,

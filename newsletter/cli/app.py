@@ -57,7 +57,7 @@ class AppState:
 
     @cached_property
     def store(self) -> Store:
-        return open_store(self.config.database)
+        return open_store(self.config.database, bounces=self.config.bounces)
 
 
 def show_version(wanted: bool) -> None:

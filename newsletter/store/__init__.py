@@ -33,6 +33,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ..errors import StoreError
+from .bounces import Bounces
 from .events import Events
 from .feeds import Feeds
 from .issues import Issues
@@ -44,7 +45,7 @@ from .subscribers import Subscribers
 from .suppressions import Suppressions
 
 if TYPE_CHECKING:
-    from ..config import DatabaseSettings
+    from ..config import BounceSettings, DatabaseSettings
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 # Key of the PostgreSQL advisory lock that serializes writers as SQLite's write lock does.
@@ -55,7 +56,12 @@ _WAL_RETRY_SECONDS = 0.02
 
 class Store:
     def __init__(
-        self, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, migrate: bool = True
+        self,
+        url: str,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        migrate: bool = True,
+        bounce_policy: BounceSettings | None = None,
     ) -> None:
         self.url = url
         self.busy_timeout = busy_timeout
@@ -70,6 +76,7 @@ class Store:
         self.issues = Issues(self)
         self.ledger = Ledger(self)
         self.feeds = Feeds(self)
+        self.bounces = Bounces(self, bounce_policy)
         if migrate:
             self.migrations.upgrade()
 
@@ -109,9 +116,13 @@ class Store:
         self.engine.dispose()
 
 
-def open_store(settings: DatabaseSettings, *, migrate: bool = True) -> Store:
-    """The store a config's [database] table names."""
-    return Store(settings.url, busy_timeout=settings.busy_timeout, migrate=migrate)
+def open_store(
+    settings: DatabaseSettings, *, migrate: bool = True, bounces: BounceSettings | None = None
+) -> Store:
+    """The store a config's [database] table names ([bounces]: the bounce policy's limits)."""
+    return Store(
+        settings.url, busy_timeout=settings.busy_timeout, migrate=migrate, bounce_policy=bounces
+    )
 
 
 def describe_failure(store: Store, exc: BaseException) -> str:

@@ -46,6 +46,7 @@ from sqlalchemy import (
     update,
 )
 
+from .bounces import record_refusals
 from .records import CONFIRMED, DONE, PAUSED, SENDING
 from .revocations import current_epoch
 from .schema import deliveries, issues, memberships, senders, subscribers, utcnow
@@ -92,7 +93,7 @@ class Outcome:
     error: str | None = None
     retry_at: datetime | None = None
     attempted: bool = True  # False: released without a try (the run stopped)
-    bounce: bool = False  # a permanent refusal: counts on the subscriber
+    bounce: bool = False  # a permanent refusal: a hard bounce (store/bounces.py)
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,11 @@ class Ledger:
         now = utcnow()
         sent = [o.delivery_id for o in outcomes if o.status == SENT]
         others = [o for o in outcomes if o.status != SENT]
-        bounced = [o.subscriber_id for o in outcomes if o.bounce and o.subscriber_id is not None]
+        bounced = [
+            (o.delivery_id, o.subscriber_id, o.error or "")
+            for o in outcomes
+            if o.bounce and o.subscriber_id is not None
+        ]
         with self.store.write(serial=False) as conn:
             if sent:
                 conn.execute(
@@ -308,12 +313,7 @@ class Ledger:
                     ],
                 )
             if bounced:
-                conn.execute(
-                    update(subscribers)
-                    .where(subscribers.c.id == bindparam("bounced_id"))
-                    .values(bounces=subscribers.c.bounces + 1),
-                    [{"bounced_id": subscriber_id} for subscriber_id in bounced],
-                )
+                record_refusals(conn, bounced, self.store.bounces.policy)
 
     def next_wakeup(self, issue_id: int) -> datetime | None:
         """When something of this issue may become claimable: the earliest retry of a
@@ -412,7 +412,7 @@ def skip_reason(row: Row[Any]) -> str | None:
     if row.suppressed:
         return "blocked"
     if row.membership != CONFIRMED:
-        return "unsubscribed" if row.membership else "no longer on the list"
+        return row.membership or "no longer on the list"  # unsubscribed, bounced, ...
     return None
 
 

@@ -10,7 +10,8 @@ from typing import Any, NamedTuple
 UNCONFIRMED = "unconfirmed"
 CONFIRMED = "confirmed"
 UNSUBSCRIBED = "unsubscribed"
-MEMBERSHIP_STATUSES = (UNCONFIRMED, CONFIRMED, UNSUBSCRIBED)
+BOUNCED = "bounced"  # set by the bounce policy (store/bounces.py); undone by resubscribing
+MEMBERSHIP_STATUSES = (UNCONFIRMED, CONFIRMED, UNSUBSCRIBED, BOUNCED)
 # Not a membership status: a subscriber whose address or domain is on the suppression list.
 BLOCKED = "blocked"
 
@@ -97,7 +98,7 @@ class SubscriberListing:
     """One line of `subscribers ls`: a subscriber with the lists it is a member of.
 
     `status` is the status on the list asked for, else the best over all lists
-    (confirmed, then unconfirmed, then unsubscribed; "none" without memberships);
+    (confirmed, then unconfirmed, bounced, unsubscribed; "none" without memberships);
     "blocked" wins over all when a suppression matches the address.
     """
 
@@ -108,11 +109,12 @@ class SubscriberListing:
     memberships: dict[str, str]
     attributes: dict[str, Any]
     created_at: datetime
+    bounces: int = 0  # bounces counted (store/bounces.py), over all lists
 
     @property
     def lists(self) -> list[str]:
         """Slugs of the lists it receives or is waiting to confirm."""
-        return [slug for slug, status in self.memberships.items() if status != UNSUBSCRIBED]
+        return [slug for slug, status in self.memberships.items() if status not in (UNSUBSCRIBED, BOUNCED)]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -123,6 +125,7 @@ class SubscriberListing:
             "memberships": self.memberships,
             "attributes": self.attributes,
             "created": self.created_at.isoformat(),
+            "bounces": self.bounces,
         }
 
 
