@@ -68,6 +68,16 @@ def _unsubscribe_url(secret: bytes, base_url: str, subscriber_id: int, list_id: 
     return f"{base_url.rstrip('/')}/u/{token}"
 
 
+def issue_label(digest: str, number: int, created: datetime) -> str:
+    """What names an issue in its Message-IDs: digest-number.creation time."""
+    return f"{digest}-{number}.{created:%Y%m%d%H%M%S}"
+
+
+def message_id_prefix(label: str) -> str:
+    """The start of every Message-ID of an issue, <label. (then the delivery id, @domain>)."""
+    return "<" + re.sub(r"[^A-Za-z0-9.-]", "-", label) + "."
+
+
 def feedback_id(config: Config, number: int, digest: str, list_slug: str) -> str | None:
     """Gmail's Feedback-ID, ISSUE:DIGEST:LIST:SENDERID, when [delivery].feedback_id is set
     (colons in a name become dashes: they separate the fields)."""
@@ -139,7 +149,7 @@ class MessageTemplate:
         domain = envelope_address(self.sender).rpartition("@")[2]
         # Message-IDs: <label.key@domain>; the label names the issue and when it was made.
         self._message_id_suffix = f"@{domain}>"
-        self._message_id_prefix = "<" + re.sub(r"[^A-Za-z0-9.-]", "-", label) + "."
+        self._message_id_prefix = message_id_prefix(label)
         self._boundary = "=_nl_" + token_hex(12)  # "=_" never occurs in quoted-printable
         self._headers = self._header_fields(config, list_slug, domain, subject, date)
         self._body_pieces, self._body_slots = self._body(text_part, html_part)

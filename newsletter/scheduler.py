@@ -31,6 +31,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from .config import Config, load_config
 from .errors import ConfigError, NewsletterError
@@ -39,6 +40,8 @@ from .store import open_store
 
 JOBS_TABLE = "apscheduler_jobs"
 RUN_DIGEST = "newsletter.scheduler:run_digest"
+FETCH_INBOUND = "newsletter.scheduler:fetch_inbound"
+INBOUND_JOB = "inbound:fetch"
 # `send --at` in another process adds jobs behind the daemon's back; it looks again this often.
 POLL_SECONDS = 30.0
 CRON_PREFIX = "digest:"
@@ -165,6 +168,43 @@ def run_digest(config_path: str, digest_name: str) -> None:
         log.info("%s: %s", digest_name, report)
 
 
+def fetch_inbound(config_path: str) -> None:
+    """The job of `newsletter run` with [inbound]: `newsletter inbound fetch`, logged. A
+    failure (the mailbox unreachable, a wrong password) is one log line; the messages stay
+    in the mailbox for the next poll."""
+    from .inbound.imap import fetch  # imaplib, flufl.bounce: only when [inbound] is set
+
+    try:
+        config = load_config(config_path)
+        store = open_store(config.database, bounces=config.bounces)
+        try:
+            results = fetch(config, store, on_message=lambda result: log.info("inbound: %s", result.line()))
+        finally:
+            store.close()
+    except NewsletterError as exc:
+        log.error("inbound: %s", exc)
+        return
+    if results:
+        log.info("inbound: processed %d message(s)", len(results))
+
+
+def sync_inbound_job(scheduler: BaseScheduler, config: Config) -> None:
+    """Poll the [inbound] mailbox every poll_minutes; no job without [inbound]."""
+    if config.inbound is None:
+        if scheduler.get_job(INBOUND_JOB) is not None:
+            scheduler.remove_job(INBOUND_JOB)
+        return
+    scheduler.add_job(
+        FETCH_INBOUND,
+        IntervalTrigger(minutes=config.inbound.poll_minutes, timezone=config.newsletter.tz),
+        args=(str(config.path),),
+        id=INBOUND_JOB,
+        name=f"inbound fetch (every {config.inbound.poll_minutes:g} min)",
+        replace_existing=True,
+        **_job_options(config),
+    )
+
+
 def schedule_one_off(config: Config, digest_name: str, when: datetime) -> str:
     """Store a job that `newsletter run` carries out at `when`; returns its id.
 
@@ -238,6 +278,7 @@ class Daemon:
         _stop_requested.clear()
         with job_store_session(self.config) as session:
             sync_cron_jobs(session, self.config, self.triggers)
+            sync_inbound_job(session, self.config)
             for job in session.get_jobs():
                 log.info("%s: next run %s", job.name, job.next_run_time.isoformat())
         self.scheduler.start()

@@ -15,7 +15,7 @@ from datetime import datetime
 from ..compose import next_issue
 from ..config import Config, DigestSettings
 from ..errors import DeliveryError
-from ..message import MessageTemplate, feedback_id
+from ..message import MessageTemplate, feedback_id, issue_label
 from ..models import IssueContent
 from ..render import RenderedIssue, render_issue
 from ..signing import load_signer
@@ -152,7 +152,7 @@ def _template(
         config,
         list_id=list_record.id,
         list_slug=list_record.slug,
-        label=f"{digest_name}-{number}.{created:%Y%m%d%H%M%S}",
+        label=issue_label(digest_name, number, created),
         subject=subject,
         html_part=html_part,
         text_part=text_part,

@@ -71,6 +71,20 @@ class Applied:
 
 
 @dataclass(frozen=True)
+class DeliveryRef:
+    """A delivery (or, from an unsubscribe link, a membership) an inbound message is about."""
+
+    subscriber_id: int
+    list_id: int
+    email: str  # the subscriber's address now
+    issue_id: int | None = None
+    delivery_id: int | None = None
+    digest: str | None = None
+    number: int | None = None
+    created_at: datetime | None = None  # the issue's, which its Message-IDs carry
+
+
+@dataclass(frozen=True)
 class BounceEventRecord:
     """One line of `newsletter bounces`."""
 
@@ -100,12 +114,18 @@ class BounceEventRecord:
         }
 
 
+def enhanced_status(text: str | None) -> str | None:
+    """The first enhanced status code (RFC 3463, e.g. 5.1.1) in `text`, or None."""
+    found = _ENHANCED_STATUS.search(text or "")
+    return found.group(0) if found else None
+
+
 def status_of_reply(reply: str) -> str:
     """The status code of an SMTP reply: its enhanced code (5.1.1) if it has one, else
     the class of its basic code (550 -> 5.0.0)."""
-    found = _ENHANCED_STATUS.search(reply)
+    found = enhanced_status(reply)
     if found:
-        return found.group(0)
+        return found
     basic = reply.strip()[:1]
     return f"{basic}.0.0" if basic in ("4", "5") else "5.0.0"
 
@@ -123,6 +143,70 @@ class Bounces:
         if epoch is not None:
             self.store.ledger.wait_until_seen(epoch)
         return applied
+
+    # -- finding what a message is about (inbound/match.py) ---------------------------------
+
+    def delivery_of(self, issue_id: int, subscriber_id: int) -> DeliveryRef | None:
+        """The delivery of an issue to a subscriber (as a VERP token names it)."""
+        return self._delivery(
+            deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id == subscriber_id
+        )
+
+    def delivery_by_id(self, delivery_id: int) -> DeliveryRef | None:
+        return self._delivery(deliveries.c.id == delivery_id)
+
+    def last_sent_to(self, email_key: str, since: datetime) -> DeliveryRef | None:
+        """The newest delivery sent to this address since `since`."""
+        return self._delivery(
+            subscribers.c.email_key == email_key,
+            deliveries.c.status == "sent",
+            deliveries.c.sent_at >= since,
+        )
+
+    def membership(self, subscriber_id: int, list_id: int) -> DeliveryRef | None:
+        """A subscriber's membership of a list (as an unsubscribe token names it)."""
+        with self.store.read() as conn:
+            row = conn.execute(
+                select(subscribers.c.email)
+                .join(memberships, memberships.c.subscriber_id == subscribers.c.id)
+                .where(subscribers.c.id == subscriber_id, memberships.c.list_id == list_id)
+            ).first()
+        return None if row is None else DeliveryRef(subscriber_id, list_id, row.email)
+
+    def _delivery(self, *conditions: Any) -> DeliveryRef | None:
+        query = (
+            select(
+                deliveries.c.id,
+                deliveries.c.issue_id,
+                deliveries.c.subscriber_id,
+                issues.c.list_id,
+                issues.c.digest,
+                issues.c.number,
+                issues.c.created_at,
+                subscribers.c.email,
+            )
+            .join(issues, issues.c.id == deliveries.c.issue_id)
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(*conditions)
+            .order_by(deliveries.c.id.desc())
+            .limit(1)
+        )
+        with self.store.read() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return DeliveryRef(
+            subscriber_id=row.subscriber_id,
+            list_id=row.list_id,
+            email=row.email,
+            issue_id=row.issue_id,
+            delivery_id=row.id,
+            digest=row.digest,
+            number=row.number,
+            created_at=row.created_at,
+        )
+
+    # -- reading -----------------------------------------------------------------------
 
     def recent(self, limit: int = 100) -> list[BounceEventRecord]:
         """The newest events first."""

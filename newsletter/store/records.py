@@ -136,6 +136,14 @@ class Suppression:
     reason: str
     created_at: datetime
 
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "value": self.value,
+            "reason": self.reason,
+            "created": self.created_at.isoformat(),
+        }
+
 
 @dataclass
 class ImportReport:
