@@ -247,9 +247,12 @@ def _non_standard_bounce(message: Message) -> Finding | None:
     if not addresses:
         return None
     reports = tuple(
-        RecipientReport(address.decode("utf-8", "replace").strip("<>"), severity, None, None)
+        RecipientReport(text, severity, None, None)
         for address, severity in addresses
+        if "@" in (text := address.decode("utf-8", "replace").strip().strip("<>"))
     )
+    if not reports:
+        return None
     return Finding(BOUNCE, reports, returned=_returned(message), note="a non-standard bounce")
 
 

@@ -135,11 +135,11 @@ class Bounces:
         self.store = store
         self.policy = policy or BounceSettings()
 
-    def apply(self, event: MemberEvent) -> Applied:
-        """Record the event and apply the policy, in one transaction; revocations wait for
-        running senders to see them."""
+    def apply(self, event: MemberEvent, now: datetime | None = None) -> Applied:
+        """Record the event (as of `now`, default the present) and apply the policy, in one
+        transaction; revocations wait for running senders to see them."""
         with self.store.write() as conn:
-            applied, epoch = apply_event(conn, event, self.policy)
+            applied, epoch = apply_event(conn, event, self.policy, now or utcnow())
         if epoch is not None:
             self.store.ledger.wait_until_seen(epoch)
         return applied
@@ -264,11 +264,11 @@ def record_refusals(
             severity=HARD, status=status_of_reply(reply), diagnostic=reply,
             fingerprint=f"delivery:{delivery_id}",
         )
-        apply_event(conn, event, policy)
+        apply_event(conn, event, policy, utcnow())
 
 
 def apply_event(
-    conn: Connection, event: MemberEvent, policy: BounceSettings
+    conn: Connection, event: MemberEvent, policy: BounceSettings, now: datetime
 ) -> tuple[Applied, int | None]:
     """Inside the caller's write transaction: record the event and do what the policy
     says; (what was done, the revocation epoch when someone was taken off the list)."""
@@ -286,7 +286,6 @@ def apply_event(
     ).first()
     if member is None:
         return Applied("none: the subscriber no longer exists", False, None), None
-    now = utcnow()
     slug = conn.execute(select(lists.c.slug).where(lists.c.id == event.list_id)).scalar()
     if event.kind == BOUNCE:
         counted = event.severity == HARD or not _soft_counted_since(conn, event, now - SOFT_BOUNCE_INTERVAL)
