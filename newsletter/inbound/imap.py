@@ -44,7 +44,7 @@ def fetch(
             if raw is None:  # gone meanwhile (another fetch took it)
                 continue
             result = process_message(
-                config, store, raw, name=f"imap:{settings.folder}/{uid}", source=f"imap:{settings.host}"
+                config, store, raw, name=f"imap:{settings.folder}/{uid.decode()}", source=f"imap:{settings.host}"
             )
             mailbox.move_processed(uid)
             results.append(result)
