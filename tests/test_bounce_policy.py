@@ -12,7 +12,8 @@ from newsletter.config import BounceSettings
 from newsletter.store import Store
 from newsletter.store.bounces import BOUNCE, COMPLAINT, HARD, SOFT, UNSUBSCRIBE, MemberEvent
 from newsletter.store.issues import ArticleEntry, IssueRecord
-from newsletter.store.records import BOUNCED, CONFIRMED, UNSUBSCRIBED
+from newsletter.errors import NotFound
+from newsletter.store.records import BOUNCED, CONFIRMED, UNSUBSCRIBED, ImportReport, ImportRow
 from smtp_server import subscribe
 
 BACKENDS = ("sqlite", "postgres")
@@ -109,6 +110,25 @@ def test_resubscribing_a_bounced_member_starts_afresh(store: Store) -> None:
     # Old bounces no longer count: the next hard bounce is 1 of 1 again, not 2.
     applied = store.bounces.apply(event(store, "ann@example.org"), now=NOW + timedelta(days=1))
     assert applied.action == "bounced on weekly (hard bounce 1 of 1)"
+
+
+def test_an_import_does_not_bring_a_bounced_member_back_nor_does_an_old_confirm_link(store: Store) -> None:
+    store.bounces.apply(event(store, "ann@example.org"), now=NOW)
+    report = ImportReport(file="old.csv", list_slug="weekly", dry_run=False)
+    store.subscribers.import_rows(
+        [ImportRow(2, "ann@example.org", "Ann", CONFIRMED, False, None, {})], report, list_slug="weekly", source="test"
+    )
+    assert report.skipped == [(2, "ann@example.org", "bounced on weekly; an import does not resubscribe "
+                                                    "(`newsletter subscribers add` does)")]
+    assert status_of(store, "ann@example.org") == BOUNCED
+    # A double opt-in member keeps the link's token once confirmed; a bounce voids it.
+    doi = store.lists.create("doi", double_opt_in=True)
+    joined = store.subscribers.add("cy@example.org", "doi")
+    assert joined.confirm_token is not None
+    store.memberships.confirm(joined.subscriber_id, doi.id, joined.confirm_token)
+    store.bounces.apply(MemberEvent(BOUNCE, joined.subscriber_id, doi.id, "test", severity=HARD), now=NOW)
+    with pytest.raises(NotFound):
+        store.memberships.confirm(joined.subscriber_id, doi.id, joined.confirm_token)
 
 
 def test_a_complaint_unsubscribes_and_blocks_and_unblock_undoes_the_block(store: Store) -> None:
