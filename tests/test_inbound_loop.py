@@ -179,12 +179,19 @@ def test_without_verp_a_bounce_is_found_by_the_returned_message_id_or_its_recipi
     other = tmp_path / "other.eml"
     other.write_bytes(dsn("bounces@example.org", "nobody@example.net", "5.1.1", "550 unknown", sent["stays"].data,
                           message_id="<o.1@mx.example.net>"))
-    results = json.loads(run(project, "inbound", "process", str(by_id), str(by_recipient), str(stranger), str(other), "--json"))
+    # A complaint whose original lost its Message-ID and Return-Path: the signed link in its
+    # List-Unsubscribe still names the member.
+    original = re.sub(rb"Message-ID: [^\r]*\r\n", b"", sent["complains"].data, count=1)
+    complaint = tmp_path / "complaint.eml"
+    complaint.write_bytes(arf(original, return_path=None))
+    results = json.loads(run(project, "inbound", "process", str(by_id), str(by_recipient), str(stranger), str(other),
+                             str(complaint), "--json"))
     assert [(r["kind"], r["recipient"], r["matched_by"]) for r in results] == [
         ("bounce", "hard@example.org", "Message-ID of the original"),
         ("bounce", "soft@example.org", "failed recipient"),
         ("unknown", None, None),
         ("unknown", None, None),
+        ("complaint", "complains@example.org", "List-Unsubscribe of the original"),
     ]
     assert results[2]["action"].startswith("none: a DSN (hard); a bounce for nobody@example.net, to whom nothing was sent")
     listed = {s["email"]: s["status"] for s in json.loads(run(project, "subscribers", "ls", "--json"))}

@@ -282,7 +282,9 @@ def _returned(message: Message) -> Returned:
         elif content_type == "text/rfc822-headers":
             body = part.get_payload(decode=True) or b""
             original = message_from_bytes(body, policy=compat32)
-        if original is not None and (_header(original, "Message-ID") or _header(original, "Return-Path")):
+        if original is not None and any(
+            _header(original, name) for name in ("Message-ID", "Return-Path", "List-Unsubscribe")
+        ):
             return Returned(
                 message_id=_header(original, "Message-ID"),
                 return_path=_header(original, "Return-Path"),
