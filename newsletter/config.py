@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import tomllib
 import types
 import typing
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import addresses
+from .bounce_settings import BounceSettings, InboundSettings, bounce_settings_problems
 from .errors import AddressError, ConfigError, SecretError
 from .proxies import TrustedProxies, parse_networks
 
@@ -91,30 +91,6 @@ class SmtpSettings:
     password_env: str = "NEWSLETTER_SMTP_PASSWORD"
     connections: int = 4
     max_per_second: float = 0
-    timeout: float = 30.0
-
-
-@dataclass(frozen=True)
-class BounceSettings:
-    """When bounces make a member `bounced` on a list (defaults after Mailman's)."""
-
-    hard_limit: int = 1  # hard bounces (5.x.x) that set `bounced`
-    soft_limit: int = 5  # soft bounces (4.x.x, counted at most once a day) within soft_days
-    soft_days: int = 30
-
-
-@dataclass(frozen=True)
-class InboundSettings:
-    """The IMAP mailbox that bounces, complaints and mailto unsubscribes arrive in."""
-
-    host: str
-    username: str
-    port: int = 993
-    password_env: str = "NEWSLETTER_IMAP_PASSWORD"
-    folder: str = "INBOX"
-    # Processed messages are moved here (created when missing); until then they stay put.
-    processed_folder: str = "newsletter-processed"
-    poll_minutes: float = 5.0
     timeout: float = 30.0
 
 
@@ -370,28 +346,8 @@ class _ConfigReader:
         self.check_bounces(config)
 
     def check_bounces(self, config: Config) -> None:
-        """The bounce address can carry a VERP token; the limits and the poll are positive."""
-        bounce_address = config.delivery.bounce_address
-        if bounce_address is not None:
-            problem = verp_base_problem(bounce_address)
-            if problem is not None:
-                self.fail("[delivery].bounce_address", f"{bounce_address!r} {problem}")
-        feedback_id = config.delivery.feedback_id
-        if feedback_id is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", feedback_id):
-            self.fail(
-                "[delivery].feedback_id",
-                f"{feedback_id!r}: use 1 to 64 letters, digits, dots, dashes or underscores "
-                "(it is the last field of Feedback-ID, whose fields are separated by colons)",
-            )
-        for key in ("hard_limit", "soft_limit", "soft_days"):
-            if getattr(config.bounces, key) < 1:
-                self.fail(f"[bounces].{key}", "must be at least 1")
-        if config.inbound is not None:
-            if not 1 <= config.inbound.port <= 65535:
-                self.fail("[inbound].port", "must be a port from 1 to 65535")
-            for key in ("poll_minutes", "timeout"):
-                if getattr(config.inbound, key) <= 0:
-                    self.fail(f"[inbound].{key}", "must be a positive number")
+        for where, problem in bounce_settings_problems(config.delivery, config.bounces, config.inbound):
+            self.fail(where, problem)
 
     def check_mail_identity(self, config: Config) -> None:
         """What every mail carries: a From a server accepts, and over SMTP links that
@@ -498,20 +454,6 @@ def public_https_problem(url: str) -> str | None:
         return None if address.is_global else "is not on a public host (a loopback or private address)"
     if host == "localhost" or host.endswith(".localhost") or "." not in host.strip("."):
         return "is not on a public host (use its public domain name, with a dot)"
-    return None
-
-
-def verp_base_problem(address: str) -> str | None:
-    """What keeps `address` from being a VERP base (local@domain, ASCII, no "+"), or None."""
-    try:
-        parsed = addresses.parse(address)
-    except AddressError:
-        return "is not an email address; write it as bounces@example.org"
-    local, _, _domain = parsed.email.rpartition("@")
-    if not parsed.email.isascii():
-        return "must be ASCII (MTAs must be able to carry the token in its local part)"
-    if "+" in local:
-        return 'must not hold "+" (the token is added after a "+")'
     return None
 
 

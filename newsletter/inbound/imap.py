@@ -16,7 +16,8 @@ import socket
 import ssl
 from collections.abc import Callable
 
-from ..config import Config, InboundSettings
+from ..bounce_settings import InboundSettings
+from ..config import Config
 from ..errors import NewsletterError
 from ..store import Store
 from .process import Processed, process_message

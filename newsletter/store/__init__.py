@@ -45,7 +45,8 @@ from .subscribers import Subscribers
 from .suppressions import Suppressions
 
 if TYPE_CHECKING:
-    from ..config import BounceSettings, DatabaseSettings
+    from ..bounce_settings import BounceSettings
+    from ..config import DatabaseSettings
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 # Key of the PostgreSQL advisory lock that serializes writers as SQLite's write lock does.

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row, func, insert, select, update
 
-from ..config import BounceSettings
+from ..bounce_settings import BounceSettings
 from .events import log_event
 from .records import BOUNCED, CONFIRMED, SUPPRESS_ADDRESS, UNSUBSCRIBED
 from .revocations import record_revocation
