@@ -140,6 +140,7 @@ class MessageTemplate:
         settings = config.newsletter
         self.sender = _address_of(settings.from_, "[newsletter].from")
         self._bounce_address = config.delivery.bounce_address
+        self._envelope_sender = envelope_address(self.sender)
         self._feedback_id = feedback_id
         self.list_id = list_id
         self._secret = config.token_secret
@@ -210,16 +211,14 @@ class MessageTemplate:
 
     # -- per recipient ----------------------------------------------------------------
 
-    def envelope_sender(self, issue_id: int, subscriber_id: int) -> str:
-        """MAIL FROM for one recipient: the VERP address naming the delivery when
-        [delivery].bounce_address is set, else the From address."""
+    def envelope(self, issue_id: int, subscriber_id: int) -> tuple[str, str]:
+        """(MAIL FROM, ENVID) for one recipient. MAIL FROM is the VERP address naming the
+        delivery when [delivery].bounce_address is set, else the From address; the DSN
+        envelope id is the same signed token, so a DSN names the delivery either way."""
+        token = make_verp_token(self._secret, issue_id, subscriber_id)
         if self._bounce_address is None:
-            return envelope_address(self.sender)
-        return verp_address(self._bounce_address, self._secret, issue_id, subscriber_id)
-
-    def envelope_id(self, issue_id: int, subscriber_id: int) -> str:
-        """The DSN envelope id (ENVID) of one recipient's message: its VERP token."""
-        return make_verp_token(self._secret, issue_id, subscriber_id)
+            return self._envelope_sender, token
+        return verp_address(self._bounce_address, token), token
 
     def unsubscribe_url(self, subscriber_id: int) -> str:
         return _unsubscribe_url(self._secret, self._base_url, subscriber_id, self.list_id)

@@ -8,12 +8,11 @@ names the delivery; a token whose signature does not match names nothing.
 
 from __future__ import annotations
 
-from .tokens import make_verp_token
 
-
-def verp_address(bounce_address: str, secret: bytes, issue_id: int, subscriber_id: int) -> str:
+def verp_address(bounce_address: str, token: str) -> str:
+    """bounces@example.org and a VERP token (tokens.make_verp_token): bounces+TOKEN@example.org."""
     local, _, domain = bounce_address.rpartition("@")
-    return f"{local}+{make_verp_token(secret, issue_id, subscriber_id)}@{domain}"
+    return f"{local}+{token}@{domain}"
 
 
 def verp_token_of(bounce_address: str, recipient: str) -> str | None:

@@ -20,6 +20,7 @@ from newsletter.config import load_config
 from newsletter.scheduler import INBOUND_JOB, fetch_inbound, job_store_session, sync_inbound_job
 from newsletter.store import Store
 from newsletter.store.issues import ArticleEntry
+from newsletter.tokens import make_verp_token
 from newsletter.verp import verp_address
 from smtp_server import free_port, subscribe
 
@@ -57,7 +58,7 @@ def hard_bounce_for(project: Path, email: str) -> bytes:
     )
     subscriber = store.subscribers.get(email)
     store.close()
-    to = verp_address("bounces@example.org", SECRET.encode(), issue.id, subscriber.id)
+    to = verp_address("bounces@example.org", make_verp_token(SECRET.encode(), issue.id, subscriber.id))
     return dsn(to, email, "5.1.1", "550 5.1.1 user unknown", b"Subject: #1", message_id=f"<{email}.dsn@mx>")
 
 

@@ -20,6 +20,7 @@ from newsletter.cli import app
 from newsletter.config import load_config
 from newsletter.store import Store
 from newsletter.store.issues import ArticleEntry
+from newsletter.tokens import make_verp_token
 from newsletter.verp import verp_address
 from smtp_server import free_port, subscribe
 
@@ -51,7 +52,9 @@ def test_an_mta_delivers_bounces_over_lmtp(project: Path, monkeypatch: pytest.Mo
         articles=[ArticleEntry("a1", "A", None)], created_at=datetime.now(timezone.utc),
     )
     verp = {
-        email: verp_address("bounces@example.org", SECRET.encode(), issue.id, store.subscribers.get(email).id)
+        email: verp_address(
+            "bounces@example.org", make_verp_token(SECRET.encode(), issue.id, store.subscribers.get(email).id)
+        )
         for email in ("gone@example.org", "full@example.org")
     }
     store.close()

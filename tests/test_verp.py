@@ -48,7 +48,7 @@ def test_a_forged_or_damaged_token_names_nothing(tamper) -> None:  # type: ignor
 
 
 def test_the_token_sits_after_a_plus_and_is_found_again() -> None:
-    address = verp_address("bounces@example.org", SECRET, 5, 6)
+    address = verp_address("bounces@example.org", make_verp_token(SECRET, 5, 6))
     local, _, domain = address.partition("@")
     assert domain == "example.org" and local.startswith("bounces+")
     assert verp_token_of("bounces@example.org", address) == local.removeprefix("bounces+")
@@ -84,11 +84,11 @@ def test_each_recipient_gets_its_own_envelope_sender_and_the_feedback_id_is_sign
         html_part="<p>x</p>", text_part="x", signer=load_signer(config),
         feedback_id=feedback_id(config, 3, "weekly", "weekly"),
     )
-    senders = {template.envelope_sender(9, subscriber) for subscriber in (1, 2, 3)}
+    senders = {template.envelope(9, subscriber)[0] for subscriber in (1, 2, 3)}
     assert len(senders) == 3 and all(s.startswith("bounces+") and s.endswith("@example.org") for s in senders)
-    assert read_verp_token(SECRET, template.envelope_id(9, 2)) == read_verp_token(
-        SECRET, verp_token_of("bounces@example.org", template.envelope_sender(9, 2)) or ""
-    )
+    sender, envelope_id = template.envelope(9, 2)
+    assert verp_token_of("bounces@example.org", sender) == envelope_id
+    assert read_verp_token(SECRET, envelope_id) == read_verp_token(SECRET, make_verp_token(SECRET, 9, 2))
     data = template.fill(Recipient("ada@example.org", "Ada", 2, "44"))
     assert b"\r\nFeedback-ID: 3:weekly:weekly:nl7\r\n" in data
     signed = re.search(rb"h=([a-z:-]+);", data).group(1).decode().split(":")  # type: ignore[union-attr]
@@ -102,5 +102,6 @@ def test_without_a_bounce_address_the_envelope_sender_is_the_from_address(config
     monkeypatch.setenv("NEWSLETTER_SECRET", SECRET.decode())
     template = MessageTemplate(config, list_id=2, list_slug="weekly", label="weekly-1.20260101080000",
                                subject="#1", html_part="x", text_part="x")
-    assert template.envelope_sender(1, 2) == "news@example.org"
+    sender, envelope_id = template.envelope(1, 2)
+    assert (sender, envelope_id) == ("news@example.org", make_verp_token(SECRET, 1, 2))
     assert b"Feedback-ID" not in template.fill(Recipient("ada@example.org", "", 2, "1"))

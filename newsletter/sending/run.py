@@ -296,10 +296,9 @@ class SendRun:
         recipient = Recipient(delivery.email, delivery.name, delivery.subscriber_id, str(delivery.id))
         try:
             data = self.template.fill(recipient)
+            sender, envelope_id = self.template.envelope(self.issue.id, delivery.subscriber_id)
             envelope = Envelope(
-                self.template.envelope_sender(self.issue.id, delivery.subscriber_id),
-                envelope_address(delivery.email), self.issue.label, str(delivery.id),
-                self.template.envelope_id(self.issue.id, delivery.subscriber_id),
+                sender, envelope_address(delivery.email), self.issue.label, str(delivery.id), envelope_id
             )
             channel.send(envelope, data)
         except AddressError as exc:
