@@ -1,7 +1,8 @@
 """The whole loop over the SMTP test server: send with a bounce address (VERP envelope
 senders, Feedback-ID), feed back a hard bounce, a soft one, a complaint, a mailto
 unsubscribe, a forged bounce and a vacation notice through `newsletter inbound process`,
-then send the next issue and see exactly the right people skipped."""
+then send the next issue and see exactly the right people skipped; and a bounce processed
+in the middle of a send."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,8 +20,11 @@ from typer.testing import CliRunner
 
 from bounce_mail import arf, dsn, mailto_unsubscribe, vacation
 from newsletter.cli import app
+from newsletter.sending import send_digest
+from newsletter.sending.revocations import REVOCATION_POLL_SECONDS
 from newsletter.store import Store
-from smtp_server import Received, SmtpTestServer, configure, subscribe
+from newsletter.store.bounces import BOUNCE, HARD, MemberEvent
+from smtp_server import Received, SmtpTestServer, configure, generated_people, subscribe
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = "loop-secret"
@@ -196,3 +202,35 @@ def test_without_verp_a_bounce_is_found_by_the_returned_message_id_or_its_recipi
     assert results[2]["action"].startswith("none: a DSN (hard); a bounce for nobody@example.net, to whom nothing was sent")
     listed = {s["email"]: s["status"] for s in json.loads(run(project, "subscribers", "ls", "--json"))}
     assert listed["stays@example.org"] == "confirmed"
+
+
+@pytest.mark.slow
+def test_a_bounce_processed_mid_send_is_honoured_before_their_message_starts(
+    project: Path, smtp_server: SmtpTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+    config = configure(project, smtp_server.config_toml(connections=1))
+    store = Store(config.database.url)
+    store.lists.create("weekly")
+    people = generated_people(30)
+    subscribe(store, "weekly", people)
+    bounced = people[20][0]
+    smtp_server.hold_after(5)  # the 6th message waits: all 30 are claimed by then
+    sender = threading.Thread(target=lambda: send_digest(config, store, "weekly"))
+    sender.start()
+    deadline = time.monotonic() + 20
+    while smtp_server.held < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    issue = store.issues.unfinished("weekly")
+    assert issue is not None
+    subscriber = store.subscribers.get(bounced)
+    applied = store.bounces.apply(MemberEvent(BOUNCE, subscriber.id, issue.list_id, "test", issue_id=issue.id,
+                                              severity=HARD, status="5.1.1"))
+    assert applied.action == "bounced on weekly (hard bounce 1 of 1)"  # returns once senders saw it
+    time.sleep(REVOCATION_POLL_SECONDS + 0.3)
+    smtp_server.release()
+    sender.join(timeout=30)
+    assert bounced not in smtp_server.per_recipient()
+    lines = {line.email: line for line in store.issues.deliveries(issue.id)}
+    assert (lines[bounced].status, lines[bounced].reply) == ("skipped", "bounced")
+    store.close()
