@@ -72,6 +72,11 @@ def bounce_settings_problems(
             for key in ("poll_minutes", "timeout")
             if getattr(inbound, key) <= 0
         ]
+        if inbound.processed_folder == inbound.folder:
+            problems.append((
+                "[inbound].processed_folder",
+                f"must differ from folder ({inbound.folder!r}): processed messages are moved there",
+            ))
     return problems
 
 

@@ -49,6 +49,8 @@ def test_config_is_frozen(config) -> None:
         ("[inbound]\nhost = 'imap.example.org'\n", "[inbound].username: missing required key"),
         ("[inbound]\nhost = 'h'\nusername = 'u'\nport = 0\n", "[inbound].port: must be a port from 1 to 65535"),
         ("[inbound]\nhost = 'h'\nusername = 'u'\npoll_minutes = 0\n", "[inbound].poll_minutes: must be a positive number"),
+        ("[inbound]\nhost = 'h'\nusername = 'u'\nprocessed_folder = 'INBOX'\n",
+         "[inbound].processed_folder: must differ from folder ('INBOX')"),
     ],
 )
 def test_bad_config_names_the_key_and_the_file(
