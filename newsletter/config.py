@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import addresses
+from .bounce_settings import BounceSettings, InboundSettings, bounce_settings_problems
 from .errors import AddressError, ConfigError, SecretError
 from .proxies import TrustedProxies, parse_networks
 from .urls import allowed, safe_url
@@ -85,6 +86,11 @@ class DeliverySettings:
         if self.workers == "auto":
             return max(1, len(os.sched_getaffinity(0)))
         return int(self.workers)
+    # The envelope sender (Return-Path) of every message becomes bounces+TOKEN@domain (VERP),
+    # TOKEN naming the delivery; None: the From address, as without bounce handling.
+    bounce_address: str | None = None
+    # Gmail's feedback loop: every message carries Feedback-ID: ISSUE:DIGEST:LIST:feedback_id.
+    feedback_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -183,7 +189,9 @@ class Config:
     smtp: SmtpSettings
     scheduler: SchedulerSettings
     web: WebSettings
+    bounces: BounceSettings
     dkim: DkimSettings | None
+    inbound: InboundSettings | None
     sources: tuple[SourceSettings, ...]
     authors: dict[str, AuthorSettings]
     digests: dict[str, DigestSettings]
@@ -233,8 +241,13 @@ _TOP_LEVEL = {
     "smtp": SmtpSettings,
     "scheduler": SchedulerSettings,
     "web": WebSettings,
+    "bounces": BounceSettings,
     "dkim": DkimSettings,
+    "inbound": InboundSettings,
 }
+
+# Tables that are absent (None) unless the config has them.
+_OPTIONAL_TABLES = ("dkim", "inbound")
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -274,11 +287,14 @@ class _ConfigReader:
         tables = {
             name: self.table(cls, raw.get(name, {}), f"[{name}]")
             for name, cls in _TOP_LEVEL.items()
-            if name != "dkim"
+            if name not in _OPTIONAL_TABLES
         }
         database = tables["database"]
         tables["database"] = replace(database, url=sqlite_url_relative_to(database.url, self.root))
-        dkim = self.table(DkimSettings, raw["dkim"], "[dkim]") if "dkim" in raw else None
+        optional = {
+            name: self.table(_TOP_LEVEL[name], raw[name], f"[{name}]") if name in raw else None
+            for name in _OPTIONAL_TABLES
+        }
         sources = tuple(
             self.source(entry, i) for i, entry in enumerate(self.list_of(raw, "sources"))
         )
@@ -288,11 +304,11 @@ class _ConfigReader:
         }
         config = Config(
             path=self.path,
-            dkim=dkim,
             sources=sources,
             authors=authors,
             digests=digests,
             **tables,  # type: ignore[arg-type]
+            **optional,  # type: ignore[arg-type]
         )
         self.check(config)
         return config
@@ -371,6 +387,11 @@ class _ConfigReader:
         except ValueError as exc:
             self.fail("[web].trusted_proxies", str(exc))
         self.check_mail_identity(config)
+        self.check_bounces(config)
+
+    def check_bounces(self, config: Config) -> None:
+        for where, problem in bounce_settings_problems(config.delivery, config.bounces, config.inbound):
+            self.fail(where, problem)
 
     def check_approval(self, digest: DigestSettings) -> None:
         """Durations that parse, and reviewers that are addresses."""

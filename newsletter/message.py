@@ -29,12 +29,13 @@ from .config import Config
 from .errors import AddressError, ConfigError
 from .folding import MAX_LINE, fold_words
 from .personal import PersonalMarkers, neutralize_markers, personal_values
-from .tokens import UNSUBSCRIBE, make_token
+from .tokens import UNSUBSCRIBE, make_token, make_verp_token
 from .transport import DATA_END, dot_stuffed
+from .urls import archive_url
+from .verp import verp_address
 
 if TYPE_CHECKING:
     from .signing import DkimSigner
-from .urls import archive_url
 
 CRLF = "\r\n"
 # Quoted-printable lines may hold 76 characters; a chunk that ends mid-line gets a
@@ -51,6 +52,7 @@ SIGNED_HEADERS = (
     "List-Archive",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
+    "Feedback-ID",
     "Reply-To",
     "MIME-Version",
     "Content-Type",
@@ -84,6 +86,26 @@ def build_unsubscribe_url(config: Config, subscriber_id: int, list_id: int) -> s
 def _unsubscribe_url(secret: bytes, base_url: str, subscriber_id: int, list_id: int) -> str:
     token = make_token(secret, UNSUBSCRIBE, subscriber_id, list_id)
     return f"{base_url.rstrip('/')}/u/{token}"
+
+
+def issue_label(digest: str, number: int, created: datetime) -> str:
+    """What names an issue in its Message-IDs: digest-number.creation time."""
+    return f"{digest}-{number}.{created:%Y%m%d%H%M%S}"
+
+
+def message_id_prefix(label: str) -> str:
+    """The start of every Message-ID of an issue, <label. (then the delivery id, @domain>)."""
+    return "<" + re.sub(r"[^A-Za-z0-9.-]", "-", label) + "."
+
+
+def feedback_id(config: Config, number: int, digest: str, list_slug: str) -> str | None:
+    """Gmail's Feedback-ID, ISSUE:DIGEST:LIST:SENDERID, when [delivery].feedback_id is set
+    (colons in a name become dashes: they separate the fields)."""
+    sender_id = config.delivery.feedback_id
+    if sender_id is None:
+        return None
+    fields = (str(number), digest, list_slug)
+    return ":".join(field.replace(":", "-") for field in fields) + f":{sender_id}"
 
 
 def envelope_address(email: str) -> str:
@@ -148,10 +170,14 @@ class MessageTemplate:
         markers: PersonalMarkers,
         signer: DkimSigner | None = None,
         date: datetime | None = None,
+        feedback_id: str | None = None,
     ) -> None:
         settings = config.newsletter
         self._markers = markers
         self.sender = _address_of(settings.from_, "[newsletter].from")
+        self._bounce_address = config.delivery.bounce_address
+        self._envelope_sender = envelope_address(self.sender)
+        self._feedback_id = feedback_id
         self.list_id = list_id
         self._secret = config.token_secret
         self._base_url = settings.base_url.rstrip("/")
@@ -160,7 +186,7 @@ class MessageTemplate:
         domain = envelope_address(self.sender).rpartition("@")[2]
         # Message-IDs: <label.key@domain>; the label names the issue and when it was made.
         self._message_id_suffix = f"@{domain}>"
-        self._message_id_prefix = "<" + re.sub(r"[^A-Za-z0-9.-]", "-", label) + "."
+        self._message_id_prefix = message_id_prefix(label)
         self._boundary = "=_nl_" + token_hex(12)  # "=_" never occurs in quoted-printable
         self._headers = self._header_fields(config, list_slug, digest, domain, subject, date)
         self._body_pieces, self._body_slots = self._body(text_part, html_part)
@@ -188,6 +214,8 @@ class MessageTemplate:
             ("List-Unsubscribe", None),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ]
+        if self._feedback_id is not None:
+            fields.append(("Feedback-ID", _folded("Feedback-ID", _one_line(self._feedback_id))))
         if settings.reply_to:
             reply_to = _address_of(settings.reply_to, "[newsletter].reply_to")
             fields.append(("Reply-To", _folded("Reply-To", _configured_mailbox(settings.reply_to, reply_to))))
@@ -223,6 +251,15 @@ class MessageTemplate:
         return pieces, slots
 
     # -- per recipient ----------------------------------------------------------------
+
+    def envelope(self, issue_id: int, subscriber_id: int) -> tuple[str, str]:
+        """(MAIL FROM, ENVID) for one recipient. MAIL FROM is the VERP address naming the
+        delivery when [delivery].bounce_address is set, else the From address; the DSN
+        envelope id is the same signed token, so a DSN names the delivery either way."""
+        token = make_verp_token(self._secret, issue_id, subscriber_id)
+        if self._bounce_address is None:
+            return self._envelope_sender, token
+        return verp_address(self._bounce_address, token), token
 
     def unsubscribe_url(self, subscriber_id: int) -> str:
         return _unsubscribe_url(self._secret, self._base_url, subscriber_id, self.list_id)

@@ -53,6 +53,8 @@ from .store.drafts import APPROVED
 
 JOBS_TABLE = "apscheduler_jobs"
 SEND_IF_APPROVED = "newsletter.scheduler:send_if_approved"
+FETCH_INBOUND = "newsletter.scheduler:fetch_inbound"
+INBOUND_JOB = "inbound:fetch"
 # `send --at` in another process adds jobs behind the daemon's back; it looks again this often.
 POLL_SECONDS = 30.0
 ONCE_PREFIX = "once:"
@@ -183,7 +185,7 @@ def _send(config_path: str, digest_name: str, *, waiting_for: int | None, attemp
     warn = _logged_warning(digest_name)
     try:
         config = load_config(config_path)
-        store = open_store(config.database)
+        store = open_store(config)
         try:
             plan = prepare_send(config, store, digest_name, warn)
             if waiting_for is not None:
@@ -275,7 +277,7 @@ def review_digest(config_path: str, digest_name: str) -> None:
     try:
         config = load_config(config_path)
         digest = config.digest(digest_name)
-        store = open_store(config.database)
+        store = open_store(config)
         try:
             now = datetime.now(config.newsletter.tz)
             send_at = crontab_triggers(config)[digest_name].get_next_fire_time(None, now)
@@ -314,6 +316,43 @@ def _remove_job(config: Config, job_id: str) -> None:
             session.remove_job(job_id)
         except JobLookupError:
             pass  # another daemon's job took it first
+
+
+def fetch_inbound(config_path: str) -> None:
+    """The job of `newsletter run` with [inbound]: `newsletter inbound fetch`, logged. A
+    failure (the mailbox unreachable, a wrong password) is one log line; the messages stay
+    in the mailbox for the next poll."""
+    from .inbound.imap import fetch  # imaplib, flufl.bounce: only when [inbound] is set
+
+    try:
+        config = load_config(config_path)
+        store = open_store(config)
+        try:
+            results = fetch(config, store, on_message=lambda result: log.info("inbound: %s", result.line()))
+        finally:
+            store.close()
+    except NewsletterError as exc:
+        log.error("inbound: %s", exc)
+        return
+    if results:
+        log.info("inbound: processed %d message(s)", len(results))
+
+
+def sync_inbound_job(scheduler: BaseScheduler, config: Config) -> None:
+    """Poll the [inbound] mailbox every poll_minutes; no job without [inbound]."""
+    if config.inbound is None:
+        if scheduler.get_job(INBOUND_JOB) is not None:
+            scheduler.remove_job(INBOUND_JOB)
+        return
+    scheduler.add_job(
+        FETCH_INBOUND,
+        IntervalTrigger(minutes=config.inbound.poll_minutes, timezone=config.newsletter.tz),
+        args=(str(config.path),),
+        id=INBOUND_JOB,
+        name=f"inbound fetch (every {config.inbound.poll_minutes:g} min)",
+        replace_existing=True,
+        **_job_options(config),
+    )
 
 
 def schedule_one_off(config: Config, digest_name: str, when: datetime) -> str:
@@ -412,6 +451,7 @@ class Daemon:
         _stop_requested.clear()
         with job_store_session(self.config) as session:
             sync_cron_jobs(session, self.config, self.triggers)
+            sync_inbound_job(session, self.config)
             for job in session.get_jobs():
                 log.info("%s: next run %s", job.name, job.next_run_time.isoformat())
         _daemon = self.scheduler

@@ -64,6 +64,8 @@ class Envelope:
     # Where the outbox files it (folder/key.eml); an SMTP server never sees these.
     folder: str
     key: str
+    # RFC 3461 ENVID, when the server offers DSN: a DSN returns it as Original-Envelope-Id.
+    envelope_id: str | None = None
 
 
 class Channel(Protocol):
@@ -375,6 +377,8 @@ class SmtpChannel:
         self, connection: smtplib.SMTP, envelope: Envelope, data: bytes, stuffed: bool
     ) -> None:
         options = [f"SIZE={len(data)}"] if connection.has_extn("size") else []
+        if envelope.envelope_id and connection.has_extn("dsn"):
+            options.append(f"ENVID={envelope.envelope_id}")  # a VERP token is valid xtext
         if not (envelope.sender.isascii() and envelope.recipient.isascii()):
             if not connection.has_extn("smtputf8"):
                 raise PermanentFailure(

@@ -20,7 +20,7 @@ from newsletter.config import Config, load_config
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
 
-pytest_plugins: list[str] = ["web_server", "smtp_server", "postgres_server"]
+pytest_plugins: list[str] = ["web_server", "smtp_server", "postgres_server", "imap_server", "postfix_server"]
 
 
 # Public and https, as the SMTP transport requires; web tests point it at their server.

@@ -60,7 +60,7 @@ def on_terminal(command: list[str], columns: int) -> str:
 
 
 def test_a_terminal_gets_a_table_with_the_address_whole_and_nothing_cut(listed: Path) -> None:
-    shown = on_terminal(newsletter_command(listed, "subscribers", "ls"), columns=120)
+    shown = on_terminal(newsletter_command(listed, "subscribers", "ls"), columns=130)
 
     assert shown.startswith("┏")
     assert f"│ {LONG_ADDRESS} │" in shown
@@ -75,8 +75,8 @@ def test_a_terminal_too_narrow_for_the_address_gets_whole_values(listed: Path) -
     shown = on_terminal(newsletter_command(listed, "subscribers", "ls"), columns=60)
 
     assert shown.splitlines()[:2] == [
-        "Email\tName\tStatus\tLists\tCreated",
-        f"{LONG_ADDRESS}\t{LONG_NAME}\tconfirmed\tweekly\t" + shown.splitlines()[1].rsplit("\t", 1)[1],
+        "Email\tName\tStatus\tLists\tBounces\tCreated",
+        f"{LONG_ADDRESS}\t{LONG_NAME}\tconfirmed\tweekly\t0\t" + shown.splitlines()[1].rsplit("\t", 1)[1],
     ]
 
 

@@ -55,16 +55,16 @@ def test_lists_add_ls_and_rm(project: Path) -> None:
     ok(project, "subscribers", "add", "a@example.org", "--list", "weekly")
     ok(project, "subscribers", "add", "b@example.org", "--list", "doi")
     assert ok(project, "lists", "ls") == (  # not a terminal: tab-separated
-        "List\tName\tOpt-in\tConfirmed\tUnconfirmed\tUnsubscribed\tCreated\n"
-        f"doi\tdoi\tdouble\t0\t1\t0\t{TODAY}\n"
-        f"weekly\tWeekly\tsingle\t1\t0\t0\t{TODAY}\n"
+        "List\tName\tOpt-in\tConfirmed\tUnconfirmed\tUnsubscribed\tBounced\tCreated\n"
+        f"doi\tdoi\tdouble\t0\t1\t0\t0\t{TODAY}\n"
+        f"weekly\tWeekly\tsingle\t1\t0\t0\t0\t{TODAY}\n"
     )
     listed = json.loads(ok(project, "lists", "ls", "--json"))
     assert [{k: v for k, v in entry.items() if k != "created"} for entry in listed] == [
         {"slug": "doi", "name": "doi", "description": "Confirmed", "double_opt_in": True,
-         "unconfirmed": 1, "confirmed": 0, "unsubscribed": 0},
+         "unconfirmed": 1, "confirmed": 0, "unsubscribed": 0, "bounced": 0},
         {"slug": "weekly", "name": "Weekly", "description": "", "double_opt_in": False,
-         "unconfirmed": 0, "confirmed": 1, "unsubscribed": 0},
+         "unconfirmed": 0, "confirmed": 1, "unsubscribed": 0, "bounced": 0},
     ]
     assert ok(project, "lists", "rm", "doi", "--yes") == "Removed list doi (1 membership(s)).\n"
     assert [entry["slug"] for entry in json.loads(ok(project, "lists", "ls", "--json"))] == ["weekly"]
@@ -156,17 +156,17 @@ def test_subscribers_ls_table_json_and_filters(project: Path) -> None:
         "Blocked cy@example.org: it will not be mailed again.\n"
     )
     assert ok(project, "subscribers", "ls") == (
-        "Email\tName\tStatus\tLists\tCreated\n"
-        f"ann@example.org\tAnn\tconfirmed\tweekly\t{TODAY}\n"
-        f"ben@example.org\t\tunconfirmed\tdoi\t{TODAY}\n"
-        f"cy@example.org\t\tblocked\tweekly\t{TODAY}\n"
+        "Email\tName\tStatus\tLists\tBounces\tCreated\n"
+        f"ann@example.org\tAnn\tconfirmed\tweekly\t0\t{TODAY}\n"
+        f"ben@example.org\t\tunconfirmed\tdoi\t0\t{TODAY}\n"
+        f"cy@example.org\t\tblocked\tweekly\t0\t{TODAY}\n"
     )
     listed = json.loads(ok(project, "subscribers", "ls", "--list", "weekly", "--json"))
     assert [{k: v for k, v in item.items() if k != "created"} for item in listed] == [
         {"email": "ann@example.org", "name": "Ann", "status": "confirmed", "lists": ["weekly"],
-         "memberships": {"weekly": "confirmed"}, "attributes": {}},
+         "memberships": {"weekly": "confirmed"}, "attributes": {}, "bounces": 0},
         {"email": "cy@example.org", "name": "", "status": "blocked", "lists": ["weekly"],
-         "memberships": {"weekly": "confirmed"}, "attributes": {}},
+         "memberships": {"weekly": "confirmed"}, "attributes": {}, "bounces": 0},
     ]
     assert datetime.fromisoformat(listed[0]["created"]).tzinfo is not None
     emails = lambda *args: [i["email"] for i in json.loads(ok(project, "subscribers", "ls", "--json", *args))]

@@ -48,6 +48,13 @@ def test_config_is_frozen(config) -> None:
             '[authors."Eve"]\nurl = "javascript:alert(1)"\n',
             "[authors.\"Eve\"].url: 'javascript:alert(1)' is not an absolute http, https or mailto URL",
         ),
+        ("[bounces]\nsoft_limit = 0\n", "[bounces].soft_limit: must be at least 1"),
+        ("[bounces]\nhard = 2\n", "[bounces].hard: unknown key; expected one of hard_limit, soft_limit, soft_days"),
+        ("[inbound]\nhost = 'imap.example.org'\n", "[inbound].username: missing required key"),
+        ("[inbound]\nhost = 'h'\nusername = 'u'\nport = 0\n", "[inbound].port: must be a port from 1 to 65535"),
+        ("[inbound]\nhost = 'h'\nusername = 'u'\npoll_minutes = 0\n", "[inbound].poll_minutes: must be a positive number"),
+        ("[inbound]\nhost = 'h'\nusername = 'u'\nprocessed_folder = 'INBOX'\n",
+         "[inbound].processed_folder: must differ from folder ('INBOX')"),
     ],
 )
 def test_bad_config_names_the_key_and_the_file(
@@ -58,6 +65,28 @@ def test_bad_config_names_the_key_and_the_file(
         load_config(path)
     assert str(caught.value).startswith(f"{path}: ")
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ('bounce_address = "bounces"', "[delivery].bounce_address: 'bounces' is not an email address"),
+        ('bounce_address = "b+x@example.org"', '[delivery].bounce_address: \'b+x@example.org\' must not hold "+"'),
+        ('bounce_address = "bünce@example.org"', "[delivery].bounce_address: 'bünce@example.org' must be ASCII"),
+        ('feedback_id = "a:b"', "[delivery].feedback_id: 'a:b': use 1 to 64 letters, digits, dots, dashes or underscores"),
+    ],
+)
+def test_bad_bounce_settings_are_one_line(project: Path, setting: str, message: str) -> None:
+    path = project / "config.toml"
+    path.write_text(path.read_text().replace("[delivery]\n", f"[delivery]\n{setting}\n"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert message in str(caught.value)
+
+
+def test_bounce_settings_have_mailmans_defaults(config) -> None:
+    assert (config.bounces.hard_limit, config.bounces.soft_limit, config.bounces.soft_days) == (1, 5, 30)
+    assert config.delivery.bounce_address is None and config.inbound is None
 
 
 def test_bad_timezone_is_one_line(project: Path) -> None:

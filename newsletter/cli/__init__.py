@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import articles, database, drafts, lists, sending, service, subscribers  # noqa: F401  (register commands)
+from . import articles, bounces, database, drafts, inbound, lists, sending, service, subscribers  # noqa: F401  (register commands)
 from .app import app
 
 

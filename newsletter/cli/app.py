@@ -79,7 +79,7 @@ class AppState:
     def store(self) -> Store:
         from ..store import open_store
 
-        return open_store(self.config.database)
+        return open_store(self.config)
 
 
 def show_version(wanted: bool) -> None:

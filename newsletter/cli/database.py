@@ -20,7 +20,7 @@ def status_command(
     """Show each migration step: applied (when) or pending. Changes nothing."""
     from ..store import open_store
 
-    store = open_store(state(ctx).config.database, migrate=False)
+    store = open_store(state(ctx).config, migrate=False)
     steps = store.migrations.status()
     if as_json:
         print_json([step.as_json() for step in steps])
@@ -39,7 +39,7 @@ def upgrade_command(ctx: typer.Context) -> None:
     """Apply the pending migration steps (each in one transaction)."""
     from ..store import open_store
 
-    store = open_store(state(ctx).config.database, migrate=False)
+    store = open_store(state(ctx).config, migrate=False)
     applied = store.migrations.upgrade()
     for step in applied:
         click.echo(f"Applied step {step.version}: {step.name}.")
@@ -55,6 +55,6 @@ def backup_command(
     from ..store import open_store
     from ..store.backup import backup
 
-    store = open_store(state(ctx).config.database, migrate=False)
+    store = open_store(state(ctx).config, migrate=False)
     size = backup(store, file)
     click.echo(f"Wrote a consistent copy of {store.where} to {file} ({size / 1024:.0f} KB).")

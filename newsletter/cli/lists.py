@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import typer
 
-from ..store.records import CONFIRMED, UNCONFIRMED, UNSUBSCRIBED
+from ..store.records import BOUNCED, CONFIRMED, UNCONFIRMED, UNSUBSCRIBED
 from .app import command_group, confirm, print_json, print_table, state
 
 lists_app = command_group("lists", "Create, show and remove mailing lists.")
@@ -42,7 +42,7 @@ def list_lists(
         return
     print_table(
         None,
-        ["List", "Name", "Opt-in", "Confirmed", "Unconfirmed", "Unsubscribed", "Created"],
+        ["List", "Name", "Opt-in", "Confirmed", "Unconfirmed", "Unsubscribed", "Bounced", "Created"],
         [
             [
                 s.list.slug,
@@ -51,6 +51,7 @@ def list_lists(
                 s.counts.get(CONFIRMED, 0),
                 s.counts.get(UNCONFIRMED, 0),
                 s.counts.get(UNSUBSCRIBED, 0),
+                s.counts.get(BOUNCED, 0),
                 s.list.created_at.strftime("%Y-%m-%d"),
             ]
             for s in summaries

@@ -81,6 +81,8 @@ def run_command(ctx: typer.Context) -> None:
     app_state = state(ctx)
     config = app_state.config
     config.token_secret  # noqa: B018  (every send needs it: fail now, not at 8 o'clock)
+    if config.inbound is not None:  # the mailbox is polled: its password too
+        config.secret(config.inbound.password_env, f"the IMAP password for {config.inbound.username!r}")
     app_state.store  # noqa: B018  (create and migrate the database the jobs live in)
     daemon = Daemon(config)  # a bad crontab is one error line here, before anything runs
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)

@@ -1,5 +1,5 @@
 """Commands: `newsletter subscribers add | import | export | ls | unsubscribe | block |
-unblock | forget`."""
+unblock | suppressions | forget`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from ..store.records import (
     BLOCKED,
     CONFIRMED,
     MEMBERSHIP_STATUSES,
+    BOUNCED,
     SUPPRESS_DOMAIN,
+    SUPPRESS_FORGOTTEN,
     UNCONFIRMED,
     UNSUBSCRIBED,
     AddResult,
@@ -60,7 +62,7 @@ def describe_add(result: AddResult, list_slug: str) -> str:
         return f"Added {result.email} to {list_slug} ({result.status})."
     if not result.changed:
         return f"{result.email} is already on {list_slug} ({result.status})."
-    if result.previous_status == UNSUBSCRIBED:
+    if result.previous_status in (UNSUBSCRIBED, BOUNCED):
         return f"Resubscribed {result.email} to {list_slug} ({result.status})."
     return f"Confirmed {result.email} on {list_slug}."
 
@@ -192,6 +194,7 @@ def list_subscribers(
             item.name,
             item.status,
             ", ".join(item.lists),
+            item.bounces,
             item.created_at.strftime("%Y-%m-%d"),
         ]
         for item in listings
@@ -199,7 +202,9 @@ def list_subscribers(
     if not rows:
         click.echo("No subscribers match.")
         return
-    print_table(None, ["Email", "Name", "Status", "Lists", "Created"], rows, whole=("Email",))
+    print_table(
+        None, ["Email", "Name", "Status", "Lists", "Bounces", "Created"], rows, whole=("Email",)
+    )
 
 
 @subscribers_app.command("unsubscribe")
@@ -241,6 +246,35 @@ def unblock(
     app_state = state(ctx)
     removed = app_state.store.suppressions.unblock(target, secret=optional_secret(app_state))
     click.echo(f"Unblocked {target}." if removed else f"{target} was not blocked.")
+
+
+@subscribers_app.command("suppressions")
+def suppressions_command(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
+) -> None:
+    """Blocked addresses and domains, with their reasons (never mailed)."""
+    blocks = [s for s in state(ctx).store.suppressions.all() if s.kind != SUPPRESS_FORGOTTEN]
+    if as_json:
+        print_json([block.as_json() for block in blocks])
+        return
+    if not blocks:
+        click.echo("Nothing is blocked.")
+        return
+    print_table(
+        None,
+        ["Blocked", "Kind", "Reason", "Since"],
+        [
+            [
+                f"@{block.value}" if block.kind == SUPPRESS_DOMAIN else block.value,
+                block.kind,
+                block.reason,
+                block.created_at.strftime("%Y-%m-%d %H:%M"),
+            ]
+            for block in blocks
+        ],
+        whole=("Blocked",),
+    )
 
 
 @subscribers_app.command("forget")

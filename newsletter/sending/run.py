@@ -81,7 +81,6 @@ class SendRun:
         self.ledger = store.ledger
         self.issue = issue
         self.template = template
-        self.envelope_sender = envelope_address(template.sender)
         self.transport = transport
         self.resumed = resumed
         self.requested = stop or threading.Event()
@@ -299,8 +298,9 @@ class SendRun:
         stuffed = self.transport.takes_stuffed
         try:
             data = self.template.fill(recipient, stuffed=stuffed)
+            sender, envelope_id = self.template.envelope(self.issue.id, delivery.subscriber_id)
             envelope = Envelope(
-                self.envelope_sender, envelope_address(delivery.email), self.issue.label, str(delivery.id)
+                sender, envelope_address(delivery.email), self.issue.label, str(delivery.id), envelope_id
             )
             channel.send(envelope, data, stuffed=stuffed)
         except AddressError as exc:

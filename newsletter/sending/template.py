@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..config import Config
-from ..message import MessageTemplate
+from ..message import MessageTemplate, feedback_id, issue_label
 from ..personal import PersonalMarkers
 from ..signing import load_signer
 from ..store.issues import IssueRecord
@@ -39,10 +39,11 @@ def message_template(
         list_id=list_record.id,
         list_slug=list_record.slug,
         digest=digest_name,
-        label=f"{digest_name}-{number}.{created:%Y%m%d%H%M%S}",
+        label=issue_label(digest_name, number, created),
         subject=subject,
         html_part=html_part,
         text_part=text_part,
         markers=markers,
         signer=load_signer(config),
+        feedback_id=feedback_id(config, number, digest_name, list_record.slug),
     )

@@ -1,4 +1,4 @@
-"""The store: lists, subscribers, memberships, suppressions, events, issues, the ledger.
+"""The store: lists, subscribers, memberships, suppressions, events, issues, the ledger, bounces.
 
 SQLAlchemy Core over SQLite by default (foreign keys on, WAL, a busy timeout), or
 PostgreSQL by URL (psycopg 3). The schema is made and changed only by the numbered

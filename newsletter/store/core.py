@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ..errors import StoreError
+from .bounces import Bounces
 from .drafts import Drafts
 from .events import Events
 from .feeds import Feeds
@@ -30,7 +31,8 @@ from .suppressions import Suppressions
 from .writerlock import WriterLock, WriterLockTimeout
 
 if TYPE_CHECKING:
-    from ..config import DatabaseSettings
+    from ..bounce_settings import BounceSettings
+    from ..config import Config
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 # Key of the PostgreSQL advisory lock that serializes writers as SQLite's write lock does.
@@ -41,7 +43,12 @@ _WAL_RETRY_SECONDS = 0.02
 
 class Store:
     def __init__(
-        self, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, migrate: bool = True
+        self,
+        url: str,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        migrate: bool = True,
+        bounce_policy: BounceSettings | None = None,
     ) -> None:
         self.url = url
         self.busy_timeout = busy_timeout
@@ -58,6 +65,7 @@ class Store:
         self.drafts = Drafts(self)
         self.ledger = Ledger(self)
         self.feeds = Feeds(self)
+        self.bounces = Bounces(self, bounce_policy)
         if migrate:
             self.migrations.upgrade()
 
@@ -104,9 +112,12 @@ class Store:
         self.engine.dispose()
 
 
-def open_store(settings: DatabaseSettings, *, migrate: bool = True) -> Store:
-    """The store a config's [database] table names."""
-    return Store(settings.url, busy_timeout=settings.busy_timeout, migrate=migrate)
+def open_store(config: Config, *, migrate: bool = True) -> Store:
+    """The store a config names: [database], and [bounces] for the bounce policy's limits."""
+    database = config.database
+    return Store(
+        database.url, busy_timeout=database.busy_timeout, migrate=migrate, bounce_policy=config.bounces
+    )
 
 
 def describe_failure(store: Store, exc: BaseException) -> str:

@@ -41,6 +41,7 @@ from .lists import list_record
 from .memberships import new_confirm_token, set_membership_status
 from .records import (
     BLOCKED,
+    BOUNCED,
     CONFIRMED,
     MEMBERSHIP_STATUSES,
     SUPPRESS_ADDRESS,
@@ -429,9 +430,15 @@ class _Import:
 
 
 def _resubscribing(candidate: _Candidate, before: str | None) -> str | None:
-    """Consent: whoever unsubscribed here stays unsubscribed, whatever the file says."""
+    """Consent: whoever unsubscribed here stays unsubscribed, whatever the file says; and
+    an address that bounced stays `bounced` (an old export must not bring it back)."""
     if before == UNSUBSCRIBED and candidate.stage["status"] != UNSUBSCRIBED:
         return f"unsubscribed from {candidate.target.slug}; an import does not resubscribe"
+    if before == BOUNCED and candidate.stage["status"] != UNSUBSCRIBED:
+        return (
+            f"bounced on {candidate.target.slug}; an import does not resubscribe "
+            "(`newsletter subscribers add` does)"
+        )
     return None
 
 

@@ -16,8 +16,8 @@ from sqlalchemy import Connection, Row, Select, case, func, insert, literal, sel
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import NotFound, StoreError
-from .ledger import FAILED, OUTSTANDING, PENDING, SENT, SKIPPED, DeliveryCounts
-from .records import CONFIRMED, DONE, PAUSED, SENDING
+from .ledger import DeliveryCounts
+from .records import CONFIRMED, DONE, FAILED, OUTSTANDING, PAUSED, PENDING, SENDING, SENT, SKIPPED
 from .schema import deliveries, issue_articles, issues, memberships, subscribers
 from .suppressions import address_suppressed
 
@@ -84,6 +84,26 @@ class IssueSummary:
             "sent": self.counts.sent,
             "failed": self.counts.failed,
             "skipped": self.counts.skipped,
+        }
+
+
+@dataclass(frozen=True)
+class DeliveryLine:
+    """One line of `newsletter deliveries`: a recipient of an issue and what became of it."""
+
+    email: str | None  # None once the person was forgotten
+    status: str  # pending (also while claimed) | sent | failed | skipped
+    attempts: int
+    sent_at: datetime | None
+    reply: str | None  # the server's reply, or why it was skipped
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "email": self.email,
+            "status": self.status,
+            "attempts": self.attempts,
+            "sent_at": self.sent_at.isoformat() if self.sent_at else None,
+            "reply": self.reply,
         }
 
 
@@ -237,6 +257,43 @@ class Issues:
                 )
             ).first()
         return None if row is None else _issue(row)
+
+    def find(self, digest: str, number: int) -> IssueRecord:
+        """Issue `number` of the digest, whatever its status; NotFound otherwise."""
+        with self.store.read() as conn:
+            row = conn.execute(
+                select(issues).where(issues.c.digest == digest, issues.c.number == number)
+            ).first()
+        if row is None:
+            raise NotFound(f"no issue #{number} of {digest}; see `newsletter history {digest}`")
+        return _issue(row)
+
+    def deliveries(self, issue_id: int, status: str | None = None) -> list[DeliveryLine]:
+        """The issue's recipients in claim order, with their outcome (`pending` covers
+        claimed ones too)."""
+        query = select(
+            deliveries.c.email,
+            deliveries.c.status,
+            deliveries.c.attempts,
+            deliveries.c.sent_at,
+            deliveries.c.error,
+        ).where(deliveries.c.issue_id == issue_id)
+        if status is not None:
+            query = query.where(
+                deliveries.c.status.in_(OUTSTANDING if status == PENDING else (status,))
+            )
+        with self.store.read() as conn:
+            rows = conn.execute(query.order_by(deliveries.c.id)).all()
+        return [
+            DeliveryLine(
+                email=row.email,
+                status=PENDING if row.status in OUTSTANDING else row.status,
+                attempts=row.attempts,
+                sent_at=row.sent_at,
+                reply=row.error,
+            )
+            for row in rows
+        ]
 
     def history(self, digest: str | None = None) -> list[IssueSummary]:
         """Every issue (of one digest, or all), newest first, with its delivery counts."""

@@ -46,7 +46,19 @@ from sqlalchemy import (
     update,
 )
 
-from .records import CONFIRMED, DONE, PAUSED, SENDING
+from .bounces import record_refusals
+from .records import (
+    CLAIMED,
+    CONFIRMED,
+    DONE,
+    FAILED,
+    OUTSTANDING,
+    PAUSED,
+    PENDING,
+    SENDING,
+    SENT,
+    SKIPPED,
+)
 from .revocations import current_epoch
 from .schema import (
     UtcDateTime,
@@ -63,13 +75,6 @@ from .suppressions import address_suppressed
 if TYPE_CHECKING:
     from . import Store
 
-# Delivery statuses.
-PENDING = "pending"
-CLAIMED = "claimed"
-SENT = "sent"
-FAILED = "failed"
-SKIPPED = "skipped"
-OUTSTANDING = (PENDING, CLAIMED)
 
 # How long an unsubscribe waits for running senders to see it, and how often it looks.
 REVOCATION_WAIT_SECONDS = 10.0
@@ -101,7 +106,7 @@ class Outcome:
     error: str | None = None
     retry_at: datetime | None = None
     attempted: bool = True  # False: released without a try (the run stopped)
-    bounce: bool = False  # a permanent refusal: counts on the subscriber
+    bounce: bool = False  # a permanent refusal: a hard bounce (store/bounces.py)
 
 
 @dataclass(frozen=True)
@@ -270,19 +275,18 @@ class Ledger:
             for o in outcomes
             if o.status != SENT
         ]
-        bounced = [o.subscriber_id for o in outcomes if o.bounce and o.subscriber_id is not None]
+        bounced = [
+            (o.delivery_id, o.subscriber_id, o.error or "")
+            for o in outcomes
+            if o.bounce and o.subscriber_id is not None
+        ]
         with self.store.write(serial=False) as conn:
             if sent:
                 conn.exec_driver_sql(_driver_sql(_RECORD_SENT, dialect), sent)
             if others:
                 conn.exec_driver_sql(_driver_sql(_RECORD_OTHER, dialect), others)
             if bounced:
-                conn.execute(
-                    update(subscribers)
-                    .where(subscribers.c.id == bindparam("bounced_id"))
-                    .values(bounces=subscribers.c.bounces + 1),
-                    [{"bounced_id": subscriber_id} for subscriber_id in bounced],
-                )
+                record_refusals(conn, bounced, self.store.bounces.policy)
 
     def next_wakeup(self, issue_id: int) -> datetime | None:
         """When something of this issue may become claimable: the earliest retry of a
@@ -396,7 +400,7 @@ def skip_reason(row: Row[Any]) -> str | None:
     if row.suppressed:
         return "blocked"
     if row.membership != CONFIRMED:
-        return "unsubscribed" if row.membership else "no longer on the list"
+        return row.membership or "no longer on the list"  # unsubscribed, bounced, ...
     return None
 
 

@@ -16,7 +16,15 @@ from sqlalchemy import Connection, Row, Select, insert, select, update
 from .. import addresses
 from ..errors import NotFound, StoreError
 from .events import log_event
-from .records import CONFIRMED, UNCONFIRMED, UNSUBSCRIBED, AddResult, ListRecord, MembershipInfo
+from .records import (
+    BOUNCED,
+    CONFIRMED,
+    UNCONFIRMED,
+    UNSUBSCRIBED,
+    AddResult,
+    ListRecord,
+    MembershipInfo,
+)
 from .revocations import record_revocation
 from .schema import lists, memberships, subscribers, utcnow
 from .suppressions import SuppressionLookup
@@ -229,6 +237,8 @@ def set_membership_status(
     if status == UNSUBSCRIBED:
         # The confirm token goes too: an old confirmation link must not undo the unsubscribe.
         values.update(unsubscribed_at=now, confirm_token=None)
+    if status == BOUNCED:
+        values.update(confirm_token=None)  # nor a bounce
     conn.execute(
         update(memberships)
         .where(memberships.c.subscriber_id == subscriber_id, memberships.c.list_id == list_id)

@@ -268,6 +268,35 @@ CREATE INDEX ix_draft_history_draft ON draft_history (draft_id);
 ALTER TABLE issues ADD COLUMN marker_nonce VARCHAR(32);
 """,
     ),
+    Migration(
+        7,
+        "bounce, complaint and mailto unsubscribe events",
+        """
+CREATE TABLE bounce_events (
+    id {serial} NOT NULL,
+    at {timestamp} NOT NULL,
+    kind VARCHAR(20) NOT NULL,
+    severity VARCHAR(10),
+    counted BOOLEAN NOT NULL,
+    subscriber_id INTEGER,
+    list_id INTEGER,
+    issue_id INTEGER,
+    email VARCHAR(320),
+    status VARCHAR(20),
+    diagnostic TEXT,
+    source VARCHAR(200) NOT NULL,
+    action TEXT NOT NULL,
+    fingerprint VARCHAR(100),
+    PRIMARY KEY (id),
+    CONSTRAINT uq_bounce_events_fingerprint UNIQUE (fingerprint),
+    FOREIGN KEY(subscriber_id) REFERENCES subscribers (id) ON DELETE SET NULL,
+    FOREIGN KEY(list_id) REFERENCES lists (id) ON DELETE SET NULL,
+    FOREIGN KEY(issue_id) REFERENCES issues (id) ON DELETE SET NULL
+);
+CREATE INDEX ix_bounce_events_member ON bounce_events (subscriber_id, list_id, at);
+CREATE INDEX ix_bounce_events_at ON bounce_events (at);
+""",
+    ),
 )
 
 

@@ -10,7 +10,8 @@ from typing import Any, NamedTuple
 UNCONFIRMED = "unconfirmed"
 CONFIRMED = "confirmed"
 UNSUBSCRIBED = "unsubscribed"
-MEMBERSHIP_STATUSES = (UNCONFIRMED, CONFIRMED, UNSUBSCRIBED)
+BOUNCED = "bounced"  # set by the bounce policy (store/bounces.py); undone by resubscribing
+MEMBERSHIP_STATUSES = (UNCONFIRMED, CONFIRMED, UNSUBSCRIBED, BOUNCED)
 # Not a membership status: a subscriber whose address or domain is on the suppression list.
 BLOCKED = "blocked"
 
@@ -18,6 +19,14 @@ BLOCKED = "blocked"
 SENDING = "sending"
 PAUSED = "paused"
 DONE = "done"
+
+# Delivery statuses (the ledger's, store/ledger.py).
+PENDING = "pending"
+CLAIMED = "claimed"
+SENT = "sent"
+FAILED = "failed"
+SKIPPED = "skipped"
+OUTSTANDING = (PENDING, CLAIMED)
 
 # Suppression kinds (see store/suppressions.py for how each one matches an address).
 SUPPRESS_ADDRESS = "address"
@@ -97,7 +106,7 @@ class SubscriberListing:
     """One line of `subscribers ls`: a subscriber with the lists it is a member of.
 
     `status` is the status on the list asked for, else the best over all lists
-    (confirmed, then unconfirmed, then unsubscribed; "none" without memberships);
+    (confirmed, then unconfirmed, bounced, unsubscribed; "none" without memberships);
     "blocked" wins over all when a suppression matches the address.
     """
 
@@ -108,11 +117,12 @@ class SubscriberListing:
     memberships: dict[str, str]
     attributes: dict[str, Any]
     created_at: datetime
+    bounces: int = 0  # bounces counted (store/bounces.py), over all lists
 
     @property
     def lists(self) -> list[str]:
         """Slugs of the lists it receives or is waiting to confirm."""
-        return [slug for slug, status in self.memberships.items() if status != UNSUBSCRIBED]
+        return [slug for slug, status in self.memberships.items() if status not in (UNSUBSCRIBED, BOUNCED)]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -123,6 +133,7 @@ class SubscriberListing:
             "memberships": self.memberships,
             "attributes": self.attributes,
             "created": self.created_at.isoformat(),
+            "bounces": self.bounces,
         }
 
 
@@ -132,6 +143,14 @@ class Suppression:
     value: str
     reason: str
     created_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "value": self.value,
+            "reason": self.reason,
+            "created": self.created_at.isoformat(),
+        }
 
 
 @dataclass

@@ -92,7 +92,7 @@ subscribers = Table(
     Column("updated_at", UtcDateTime, nullable=False, default=utcnow, onupdate=utcnow),
 )
 
-# status: unconfirmed | confirmed | unsubscribed
+# status: unconfirmed | confirmed | unsubscribed | bounced
 memberships = Table(
     "memberships",
     metadata,
@@ -212,6 +212,32 @@ deliveries = Table(
     Column("retry_at", UtcDateTime, nullable=True),  # a deferred (4xx) delivery waits until then
     Index("ix_deliveries_issue_status", "issue_id", "status"),
     UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
+)
+
+# Bounces, complaints and mailto unsubscribes, each with why and what was done about it.
+# kind: bounce | complaint | unsubscribe; severity (bounces): hard | soft; `counted`: it
+# counts toward [bounces] limits (a soft bounce counts at most once a day). `fingerprint`
+# names the message (and the delivery) so that the same message processed twice counts once.
+bounce_events = Table(
+    "bounce_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UtcDateTime, nullable=False, default=utcnow),
+    Column("kind", String(20), nullable=False),
+    Column("severity", String(10), nullable=True),
+    Column("counted", Boolean, nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL"), nullable=True),
+    Column("list_id", Integer, ForeignKey("lists.id", ondelete="SET NULL"), nullable=True),
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="SET NULL"), nullable=True),
+    Column("email", String(320), nullable=True),  # erased by `forget`, as is the diagnostic
+    Column("status", String(20), nullable=True),  # the DSN status code, e.g. 5.1.1
+    Column("diagnostic", Text, nullable=True),  # the server's reply or the DSN's diagnostic
+    Column("source", String(200), nullable=False),  # send | inbound:FILE | imap | lmtp
+    Column("action", Text, nullable=False),
+    Column("fingerprint", String(100), nullable=True),
+    UniqueConstraint("fingerprint", name="uq_bounce_events_fingerprint"),
+    Index("ix_bounce_events_member", "subscriber_id", "list_id", "at"),
+    Index("ix_bounce_events_at", "at"),
 )
 
 # Feed state across runs: conditional GET validators, and when an undated entry was first seen.

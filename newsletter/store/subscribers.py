@@ -19,6 +19,7 @@ from .imports import run_import
 from .memberships import join
 from .records import (
     BLOCKED,
+    BOUNCED,
     CONFIRMED,
     UNCONFIRMED,
     UNSUBSCRIBED,
@@ -30,7 +31,7 @@ from .records import (
     SubscriberRecord,
 )
 from .revocations import record_revocation
-from .schema import deliveries, events, lists, memberships, subscribers
+from .schema import bounce_events, deliveries, events, lists, memberships, subscribers
 from .suppressions import SuppressionLookup, address_suppressed, forget_address, refusal
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 _LISTING_PAGE = 1000
 # Order of preference when one status must stand for several memberships.
-_STATUS_RANK = {CONFIRMED: 0, UNCONFIRMED: 1, UNSUBSCRIBED: 2}
+_STATUS_RANK = {CONFIRMED: 0, UNCONFIRMED: 1, BOUNCED: 2, UNSUBSCRIBED: 3}
 
 
 class Subscribers:
@@ -122,6 +123,12 @@ class Subscribers:
                 conn.execute(update(events).where(mentions).values(email=None, ip=None))
                 conn.execute(
                     update(deliveries).where(deliveries.c.subscriber_id == row.id).values(email=None)
+                )
+                # A diagnostic often quotes the address: it goes with it.
+                conn.execute(
+                    update(bounce_events)
+                    .where(bounce_events.c.subscriber_id == row.id)
+                    .values(email=None, diagnostic=None)
                 )
                 conn.execute(delete(memberships).where(memberships.c.subscriber_id == row.id))
                 conn.execute(delete(subscribers).where(subscribers.c.id == row.id))
@@ -248,4 +255,5 @@ def _listing(row: Row[Any], memberships_by_slug: dict[str, str], slug: str | Non
         memberships=memberships_by_slug,
         attributes=dict(row.attributes),
         created_at=row.created_at,
+        bounces=row.bounces,
     )
