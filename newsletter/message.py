@@ -30,7 +30,7 @@ from .errors import AddressError, ConfigError
 from .folding import MAX_LINE, fold_words
 from .personal import PersonalMarkers, neutralize_markers, personal_values
 from .tokens import UNSUBSCRIBE, make_token, make_verp_token
-from .transport import DATA_END, dot_stuffed
+from .smtp import DATA_END, dot_stuffed
 from .urls import archive_url
 from .verp import verp_address
 

@@ -1,11 +1,9 @@
 """The scheduler daemon: each digest's crontab, and one-off sends, carried out by APScheduler.
 
-Jobs live in APScheduler's SQLAlchemy job store inside the newsletter's own database, so a
-run missed while the daemon was down still happens on restart (within
+Jobs live in APScheduler's SQLAlchemy job store inside the newsletter's own database
+(jobstore.py), so a run missed while the daemon was down still happens on restart (within
 `[scheduler].misfire_grace_time`; missed runs coalesce into one), and `send --at` in another
-process leaves a job that `run` picks up. A stored job names its function by text
-(`RUN_DIGEST`) and carries only the config path and the digest's name, so it pickles and
-survives code changes.
+process leaves a job that `run` picks up. What the config asks for is schedules.py.
 
 A job does what `newsletter send DIGEST` does (`sending.send_digest`): it resumes an
 unfinished issue, else sends the digest's draft or composes a new issue, and skips when
@@ -24,42 +22,40 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.events import EVENT_SCHEDULER_STARTED, SchedulerEvent
-from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .config import Config, DigestSettings, load_config
 from .drafting import compose_or_refresh
-from .errors import ConfigError, DeliveryError, NewsletterError
+from .errors import DeliveryError, NewsletterError
+from .jobstore import (
+    RETRY_PREFIX,
+    WAITING_PREFIX,
+    job_args,
+    job_options,
+    job_store,
+    job_store_session,
+    sync_cron_jobs,
+)
 from .review import send_review
-from .schedules import CRON_PREFIX, REVIEW_PREFIX, RUN_DIGEST, scheduled_jobs
+from .schedules import RUN_DIGEST, crontab_triggers
 from .sending import AwaitingApproval, NewIssue, NothingNew, execute, prepare_send
 from .store import Store, open_store
 from .store.drafts import APPROVED
 
-JOBS_TABLE = "apscheduler_jobs"
 SEND_IF_APPROVED = "newsletter.scheduler:send_if_approved"
 FETCH_INBOUND = "newsletter.scheduler:fetch_inbound"
 INBOUND_JOB = "inbound:fetch"
 # `send --at` in another process adds jobs behind the daemon's back; it looks again this often.
 POLL_SECONDS = 30.0
-ONCE_PREFIX = "once:"
-WAITING_PREFIX = "waiting:"
-RETRY_PREFIX = "retry:"
 # The longest wait between retries of a send that could not go on.
 RETRY_LONGEST = 6 * 3600.0
 # How often a send that waits for approval looks again: within a minute of the approval.
@@ -73,92 +69,6 @@ log = logging.getLogger("newsletter.scheduler")
 _stop_requested = threading.Event()
 # The running daemon's scheduler, so that a job can schedule its own retry (None outside).
 _daemon: BaseScheduler | None = None
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    """One line of `newsletter schedule`: a digest's crontab or a one-off send."""
-
-    digest: str
-    kind: str  # "cron" | "review" | "waiting" | "once" | "retry" | "none" (no schedule)
-    schedule: str | None  # the crontab as written, the review's lead, the one-off time
-    next_run: datetime | None
-    job_id: str | None
-
-    def overdue(self, now: datetime) -> bool:
-        """Missed while no daemon ran: `run` carries it out at start if within the grace time."""
-        return self.next_run is not None and self.next_run < now
-
-    def as_json(self, now: datetime) -> dict[str, Any]:
-        return {
-            "digest": self.digest,
-            "kind": self.kind,
-            "schedule": self.schedule,
-            "next_run": self.next_run.isoformat() if self.next_run else None,
-            "overdue": self.overdue(now),
-            "job_id": self.job_id,
-        }
-
-
-def crontab_triggers(config: Config) -> dict[str, CronTrigger]:
-    """A trigger per digest with a `schedule`; ConfigError naming the digest for a bad one."""
-    triggers = {}
-    for digest in config.digests.values():
-        if digest.schedule is None:
-            continue
-        try:
-            triggers[digest.name] = CronTrigger.from_crontab(
-                standard_weekdays(digest.schedule), timezone=config.newsletter.tz
-            )
-        except ValueError as exc:
-            raise ConfigError(
-                f"{config.path}: [digests.{digest.name}].schedule: invalid crontab "
-                f"{digest.schedule!r} ({exc}); use five fields, minute hour day month weekday, "
-                'such as "0 8 * * mon"'
-            ) from None
-    return triggers
-
-
-_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-
-
-def standard_weekdays(crontab: str) -> str:
-    """The crontab with its weekday field in names, as crontab(5) means its numbers.
-
-    APScheduler 3 counts weekdays from Monday = 0, crontab from Sunday = 0 (and 7): "0 8 * * 1"
-    must mean Monday. Numbers, ranges and steps are expanded to a list of day names.
-    """
-    fields = crontab.split()
-    if len(fields) != 5 or not any(ch.isdigit() for ch in fields[4]):
-        return crontab  # names only (or a field count APScheduler reports itself)
-    days: set[int] = set()
-    for item in fields[4].split(","):
-        days |= _weekday_item(item)
-    fields[4] = ",".join(_CRON_DAYS[day] for day in sorted(days))
-    return " ".join(fields)
-
-
-def _weekday_item(item: str) -> set[int]:
-    """Days (0 = Sunday) of one comma item: `*`, `N`, `N-M`, `NAME`, each with an optional /STEP."""
-    span, _, step_text = item.partition("/")
-    step = _weekday_number(step_text, allow_big=True) if step_text else 1
-    if span == "*":
-        first, last = 0, 6
-    else:
-        low, _, high = span.partition("-")
-        first = _weekday_number(low)
-        last = _weekday_number(high) if high else (6 if step_text else first)
-    if first > last or step < 1:
-        raise ValueError(f"bad weekday range {item!r}")
-    return {day % 7 for day in range(first, last + 1, step)}
-
-
-def _weekday_number(text: str, *, allow_big: bool = False) -> int:
-    if text.lower() in _CRON_DAYS:
-        return _CRON_DAYS.index(text.lower())
-    if not text.isdigit() or (int(text) > 7 and not allow_big):
-        raise ValueError(f"bad weekday {text!r} (0-7 or sun-sat)")
-    return int(text)
 
 
 def run_digest(config_path: str, digest_name: str, attempt: int = 0) -> None:
@@ -224,11 +134,11 @@ def _schedule_retry(config: Config, digest_name: str, attempt: int) -> None:
     when = datetime.now(config.newsletter.tz) + timedelta(seconds=delay)
     options = {
         "trigger": DateTrigger(when, timezone=config.newsletter.tz),
-        "args": (*_job_args(config, digest_name), attempt),
+        "args": (*job_args(config, digest_name), attempt),
         "id": f"{RETRY_PREFIX}{digest_name}",
         "name": f"{digest_name} retry {attempt}",
         "replace_existing": True,
-        **_job_options(config),
+        **job_options(config),
     }
     if _daemon is not None:  # inside `newsletter run`: it wakes for the new job at once
         _daemon.add_job(RUN_DIGEST, **options)
@@ -259,7 +169,7 @@ def await_approval(config: Config, store: Store, digest: DigestSettings) -> None
             id=WAITING_PREFIX + digest.name,
             name=f"{digest.name} #{record.number} waiting for approval until {deadline:%Y-%m-%d %H:%M %Z}",
             replace_existing=True,
-            **_job_options(config),
+            **job_options(config),
         )
     log.info(
         "%s: issue #%d waits for approval until %s; then it waits for the next run",
@@ -351,85 +261,8 @@ def sync_inbound_job(scheduler: BaseScheduler, config: Config) -> None:
         id=INBOUND_JOB,
         name=f"inbound fetch (every {config.inbound.poll_minutes:g} min)",
         replace_existing=True,
-        **_job_options(config),
+        **job_options(config),
     )
-
-
-def schedule_one_off(config: Config, digest_name: str, when: datetime) -> str:
-    """Store a job that `newsletter run` carries out at `when`; returns its id.
-
-    A naive `when` is read in the newsletter's time zone.
-    """
-    config.digest(digest_name)  # ConfigError for an unknown digest
-    tz = config.newsletter.tz
-    moment = when if when.tzinfo else when.replace(tzinfo=tz)
-    if moment <= datetime.now(tz):
-        raise NewsletterError(
-            f"{moment.astimezone(tz):%Y-%m-%d %H:%M %Z} is in the past; give a future time "
-            '(such as --at "2026-12-01 08:00", in the newsletter\'s time zone)'
-        )
-    job_id = f"{ONCE_PREFIX}{digest_name}:{moment.isoformat()}"
-    with job_store_session(config) as session:
-        session.add_job(
-            RUN_DIGEST,
-            DateTrigger(moment, timezone=tz),
-            args=_job_args(config, digest_name),
-            id=job_id,
-            name=f"{digest_name} once at {moment.isoformat()}",
-            replace_existing=True,
-            **_job_options(config),
-        )
-    return job_id
-
-
-def cancel(config: Config, job_id: str) -> PlannedRun:
-    """Take a waiting one-off send or retry off the schedule; what it was. A digest's
-    crontab is changed in the config, not here."""
-    runs = {run.job_id: run for run in planned_runs(config)}
-    run = runs.get(job_id)
-    if run is None or run.kind not in ("once", "retry"):
-        waiting = ", ".join(r.job_id for r in runs.values() if r.job_id and r.kind in ("once", "retry"))
-        what = "a digest's schedule is set in the config" if run is not None else "no such job"
-        raise NewsletterError(
-            f"cannot cancel {job_id!r}: {what}; waiting one-off sends and retries: {waiting or 'none'} "
-            "(`newsletter schedule --json` shows their ids)"
-        )
-    with job_store_session(config) as session:
-        try:
-            session.remove_job(job_id)
-        except JobLookupError:  # run or cancelled meanwhile
-            raise NewsletterError(f"{job_id!r} is no longer waiting (it ran or was cancelled)") from None
-    return run
-
-
-def planned_runs(config: Config) -> list[PlannedRun]:
-    """Every digest's schedule and review mail with their next runs, the sends waiting for
-    approval, and the pending one-off sends, soonest first."""
-    triggers = crontab_triggers(config)
-    now = datetime.now(config.newsletter.tz)
-    with job_store_session(config) as session:
-        stored = {job.id: job for job in session.get_jobs()}
-    runs = [PlannedRun(name, "none", None, None, None) for name in config.digests if name not in triggers]
-    for spec in scheduled_jobs(config, triggers):
-        job = stored.get(spec.id)
-        # A stored job keeps a run missed while no daemon ran; a new or changed one starts afresh.
-        if job is not None and _same_trigger(job.trigger, spec.trigger):
-            next_run = job.next_run_time
-        else:
-            next_run = spec.trigger.get_next_fire_time(None, now)
-        runs.append(PlannedRun(spec.digest, spec.kind, spec.schedule, next_run, spec.id))
-    for job in stored.values():
-        if job.id.startswith(ONCE_PREFIX):
-            digest_name = job.args[1]
-            runs.append(
-                PlannedRun(digest_name, "once", job.trigger.run_date.isoformat(), job.next_run_time, job.id)
-            )
-        elif job.id.startswith(RETRY_PREFIX):
-            runs.append(PlannedRun(job.args[1], "retry", job.trigger.run_date.isoformat(), job.next_run_time, job.id))
-        elif job.id.startswith(WAITING_PREFIX):
-            until = job.trigger.end_date.isoformat()
-            runs.append(PlannedRun(job.args[1], "waiting", f"issue #{job.args[2]} until {until}", job.next_run_time, job.id))
-    return sorted(runs, key=lambda run: (run.next_run is None, run.next_run or now, run.digest))
 
 
 class Daemon:
@@ -439,8 +272,8 @@ class Daemon:
         self.config = config
         self.triggers = crontab_triggers(config)
         self.scheduler = _PollingScheduler(
-            jobstores={"default": _job_store(config)},
-            job_defaults=_job_options(config),
+            jobstores={"default": job_store(config)},
+            job_defaults=job_options(config),
             timezone=config.newsletter.tz,
         )
         self.scheduler.add_listener(self._started, EVENT_SCHEDULER_STARTED)
@@ -488,86 +321,3 @@ class _PollingScheduler(BlockingScheduler):
         except JobLookupError:  # another daemon on this database took a one-off job first
             return 0.0
         return POLL_SECONDS if wait is None else min(wait, POLL_SECONDS)
-
-
-def sync_cron_jobs(scheduler: BaseScheduler, config: Config, triggers: dict[str, CronTrigger]) -> None:
-    """One stored job per scheduled digest, and one per review mail; an unchanged job keeps
-    its (maybe missed) next run."""
-    specs = scheduled_jobs(config, triggers)
-    for spec in specs:
-        job = scheduler.get_job(spec.id)
-        if job is not None and _same_job(job, spec.trigger, config, spec.digest):
-            continue
-        scheduler.add_job(
-            spec.func,
-            spec.trigger,
-            args=_job_args(config, spec.digest),
-            id=spec.id,
-            name=spec.name,
-            replace_existing=True,
-            **_job_options(config),
-        )
-    wanted = {spec.id for spec in specs}
-    for job in scheduler.get_jobs():
-        if job.id.startswith((CRON_PREFIX, REVIEW_PREFIX)) and job.id not in wanted:
-            log.info("%s: no schedule (or review) in the config any more; job removed", job.id)
-            scheduler.remove_job(job.id)
-
-
-class _JobStoreEditor(BaseScheduler):
-    """A scheduler with no loop: it reads and edits the stored jobs and never runs one."""
-
-    def wakeup(self) -> None:
-        """Nothing to wake: jobs are processed only by the daemon."""
-
-    def shutdown(self, wait: bool = True) -> None:
-        super().shutdown(wait)
-
-
-# The editor's own start/stop lines would read as if the daemon started and stopped.
-_editor_log = logging.getLogger("newsletter.scheduler.jobs")
-_editor_log.setLevel(logging.WARNING)
-
-
-@contextmanager
-def job_store_session(config: Config) -> Iterator[BaseScheduler]:
-    """The stored jobs, to read and edit (add_job, get_jobs, ...) from any process."""
-    editor = _JobStoreEditor(
-        jobstores={"default": _job_store(config)}, timezone=config.newsletter.tz, logger=_editor_log
-    )
-    editor.start(paused=True)
-    try:
-        yield editor
-    finally:
-        editor.shutdown(wait=False)
-
-
-def _job_store(config: Config) -> SQLAlchemyJobStore:
-    url = config.database.url
-    options = {"connect_args": {"timeout": config.database.busy_timeout}} if url.startswith("sqlite") else {}
-    return SQLAlchemyJobStore(url=url, tablename=JOBS_TABLE, engine_options=options)
-
-
-def _job_args(config: Config, digest_name: str) -> tuple[str, str]:
-    return (str(config.path), digest_name)
-
-
-def _job_options(config: Config) -> dict[str, Any]:
-    return {
-        "misfire_grace_time": config.scheduler.misfire_grace_time,
-        "coalesce": True,
-        "max_instances": 1,
-    }
-
-
-def _same_job(job: Job, trigger: BaseTrigger, config: Config, digest_name: str) -> bool:
-    return (
-        _same_trigger(job.trigger, trigger)
-        and tuple(job.args) == _job_args(config, digest_name)
-        and job.misfire_grace_time == config.scheduler.misfire_grace_time
-    )
-
-
-def _same_trigger(stored: Any, trigger: BaseTrigger) -> bool:
-    # str() omits the zone, so a changed timezone would otherwise look the same.
-    return str(stored) == str(trigger) and str(getattr(stored, "timezone", "")) == str(trigger.timezone)

@@ -16,6 +16,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from .config import Config
+from .errors import ConfigError
 
 RUN_DIGEST = "newsletter.scheduler:run_digest"
 REVIEW_DIGEST = "newsletter.scheduler:review_digest"
@@ -81,3 +82,64 @@ def scheduled_jobs(config: Config, triggers: dict[str, CronTrigger]) -> list[Job
                 )
             )
     return specs
+
+
+def crontab_triggers(config: Config) -> dict[str, CronTrigger]:
+    """A trigger per digest with a `schedule`; ConfigError naming the digest for a bad one."""
+    triggers = {}
+    for digest in config.digests.values():
+        if digest.schedule is None:
+            continue
+        try:
+            triggers[digest.name] = CronTrigger.from_crontab(
+                standard_weekdays(digest.schedule), timezone=config.newsletter.tz
+            )
+        except ValueError as exc:
+            raise ConfigError(
+                f"{config.path}: [digests.{digest.name}].schedule: invalid crontab "
+                f"{digest.schedule!r} ({exc}); use five fields, minute hour day month weekday, "
+                'such as "0 8 * * mon"'
+            ) from None
+    return triggers
+
+
+_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def standard_weekdays(crontab: str) -> str:
+    """The crontab with its weekday field in names, as crontab(5) means its numbers.
+
+    APScheduler 3 counts weekdays from Monday = 0, crontab from Sunday = 0 (and 7): "0 8 * * 1"
+    must mean Monday. Numbers, ranges and steps are expanded to a list of day names.
+    """
+    fields = crontab.split()
+    if len(fields) != 5 or not any(ch.isdigit() for ch in fields[4]):
+        return crontab  # names only (or a field count APScheduler reports itself)
+    days: set[int] = set()
+    for item in fields[4].split(","):
+        days |= _weekday_item(item)
+    fields[4] = ",".join(_CRON_DAYS[day] for day in sorted(days))
+    return " ".join(fields)
+
+
+def _weekday_item(item: str) -> set[int]:
+    """Days (0 = Sunday) of one comma item: `*`, `N`, `N-M`, `NAME`, each with an optional /STEP."""
+    span, _, step_text = item.partition("/")
+    step = _weekday_number(step_text, allow_big=True) if step_text else 1
+    if span == "*":
+        first, last = 0, 6
+    else:
+        low, _, high = span.partition("-")
+        first = _weekday_number(low)
+        last = _weekday_number(high) if high else (6 if step_text else first)
+    if first > last or step < 1:
+        raise ValueError(f"bad weekday range {item!r}")
+    return {day % 7 for day in range(first, last + 1, step)}
+
+
+def _weekday_number(text: str, *, allow_big: bool = False) -> int:
+    if text.lower() in _CRON_DAYS:
+        return _CRON_DAYS.index(text.lower())
+    if not text.isdigit() or (int(text) > 7 and not allow_big):
+        raise ValueError(f"bad weekday {text!r} (0-7 or sun-sat)")
+    return int(text)

@@ -48,8 +48,10 @@ def _free_port() -> int:
 
 
 class PostgresCluster:
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, durable: bool = False) -> None:
+        """`durable`: fsync on, as in production (benchmarks); tests run without it."""
         self.bin_dir = bin_dir
+        self.durable = durable
         self.folder = Path(tempfile.mkdtemp(prefix="newsletter-pg-"))
         self.data = self.folder / "data"
         self.port = _free_port()
@@ -80,8 +82,10 @@ class PostgresCluster:
         )
         options = (
             f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c full_page_writes=off -c max_connections=300"
+            "-c max_connections=300"
         )
+        if not self.durable:
+            options += " -c fsync=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.folder / "log"), "-w", "start")
 
     def stop(self) -> None:

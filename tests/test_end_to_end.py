@@ -14,7 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from newsletter.cli import app
-from newsletter.scheduler import Daemon, crontab_triggers, job_store_session, sync_cron_jobs
+from newsletter.jobstore import job_store_session, sync_cron_jobs
+from newsletter.scheduler import Daemon
+from newsletter.schedules import crontab_triggers
 from newsletter.store import Store
 from newsletter.web import create_app
 from conftest import BASE_URL

@@ -17,7 +17,8 @@ from bounce_mail import dsn, vacation
 from imap_server import PASSWORD, USER, ImapServer
 from newsletter.cli import app
 from newsletter.config import load_config
-from newsletter.scheduler import INBOUND_JOB, fetch_inbound, job_store_session, sync_inbound_job
+from newsletter.jobstore import job_store_session
+from newsletter.scheduler import INBOUND_JOB, fetch_inbound, sync_inbound_job
 from newsletter.store import Store
 from newsletter.store.issues import ArticleEntry
 from newsletter.tokens import make_verp_token

@@ -21,14 +21,9 @@ from typer.testing import CliRunner
 
 from newsletter.cli import app
 from newsletter.config import Config, load_config
-from newsletter.scheduler import (
-    Daemon,
-    crontab_triggers,
-    job_store_session,
-    schedule_one_off,
-    standard_weekdays,
-    sync_cron_jobs,
-)
+from newsletter.jobstore import job_store_session, schedule_one_off, sync_cron_jobs
+from newsletter.scheduler import Daemon
+from newsletter.schedules import crontab_triggers, standard_weekdays
 from newsletter.sending import send_digest
 from newsletter.store import Store
 from smtp_server import SmtpTestServer, configure, generated_people, subscribe

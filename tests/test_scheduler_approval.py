@@ -22,7 +22,8 @@ from conftest import BASE_URL
 from desk import clear_articles, draft, ids, ok, set_digest, titles, write_article
 from newsletter import scheduler
 from newsletter.config import Config, load_config
-from newsletter.scheduler import Daemon, job_store_session
+from newsletter.jobstore import job_store_session
+from newsletter.scheduler import Daemon
 from newsletter.schedules import ReviewTrigger
 from newsletter.store import Store
 from newsletter.web import create_app

@@ -141,16 +141,29 @@ def test_unsubscribes_and_blocks_after_the_issue_was_recorded_are_honoured(
     subscribe(store, "weekly", [("x@late-domain.example", "")])
     config = smtp_config(project, smtp_server)
     seen: list[SendProgress] = []
+    revokers = [
+        threading.Thread(target=lambda: store.memberships.unsubscribe("leaver@example.org", "weekly", source="web")),
+        threading.Thread(target=lambda: store.suppressions.block("late@example.org")),
+        threading.Thread(target=lambda: store.suppressions.block("@late-domain.example")),
+    ]
 
     def first_progress(progress: SendProgress) -> None:
         # Called once the issue and its deliveries are recorded, before any is claimed.
+        # Each revocation waits until the sender has seen it, and the sender looks only
+        # after this callback returns: so they run beside it, and it waits until all
+        # three are written.
         if not seen:
-            store.memberships.unsubscribe("leaver@example.org", "weekly", source="web")
-            store.suppressions.block("late@example.org")
-            store.suppressions.block("@late-domain.example")
+            epoch = store.ledger.revocation_epoch()
+            for revoker in revokers:
+                revoker.start()
+            while store.ledger.revocation_epoch() < epoch + len(revokers):
+                time.sleep(0.002)
         seen.append(progress)
 
     report = send_digest(config, store, "weekly", progress=first_progress)
+    for revoker in revokers:
+        revoker.join(timeout=5)
+        assert not revoker.is_alive()
 
     assert seen[0].total == 9 and seen[0].done == 0
     assert smtp_server.per_recipient() == {email: 1 for email, _ in people}

@@ -13,11 +13,11 @@ from tls import self_signed
 
 from newsletter.config import SmtpSettings
 from newsletter.errors import SecretError
+from newsletter.smtp import SmtpPool
 from newsletter.transport import (
     Envelope,
     OutboxTransport,
     PermanentFailure,
-    SmtpPool,
     TemporaryFailure,
     TransportFailure,
     open_transport,

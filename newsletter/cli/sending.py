@@ -130,7 +130,7 @@ def schedule_later(config: Config, digest: str, at: str) -> None:
         when = datetime.strptime(at.strip(), AT_FORMAT)
     except ValueError:
         raise NewsletterError(f'--at {at!r}: use "YYYY-MM-DD HH:MM" (in the newsletter time zone)') from None
-    from ..scheduler import schedule_one_off  # the scheduler pulls in APScheduler: only here
+    from ..jobstore import schedule_one_off  # APScheduler: only here
 
     job_id = schedule_one_off(config, digest, when)
     click.echo(

@@ -33,7 +33,7 @@ def schedule_command(
     approval, and the one-off sends and retries waiting (`schedule cancel ID` takes one off)."""
     if ctx.invoked_subcommand is not None:
         return
-    from ..scheduler import planned_runs
+    from ..jobstore import planned_runs
 
     app_state = state(ctx)
     config = app_state.config
@@ -61,7 +61,7 @@ def cancel_command(
     job_id: str = typer.Argument(..., metavar="ID", help="The job's id, as `schedule --json` shows it."),
 ) -> None:
     """Cancel a waiting one-off send (`send --at`) or retry."""
-    from ..scheduler import cancel
+    from ..jobstore import cancel
 
     app_state = state(ctx)
     app_state.store  # noqa: B018  (the jobs live in its database)

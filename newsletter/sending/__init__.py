@@ -62,6 +62,8 @@ def send_digest(
 
     Returns when every delivery is final, or when `stop` is set (messages in flight are
     finished; the issue stays resumable). Raises IssuePaused when the issue had to pause.
+    `progress` runs on the sender's dispatcher, which also acknowledges unsubscribes:
+    it must return promptly, and an unsubscribe made inside it waits for its timeout.
     """
     plan = prepare_send(config, store, digest_name, warn)
     return execute(config, store, plan, workers=workers, progress=progress, stop=stop)
