@@ -40,7 +40,8 @@ sys.path[:0] = [str(REPO), str(BENCH), str(REPO / "tests")]
 from postgres_server import PostgresCluster, _binaries  # noqa: E402
 from send import Sink, _cpu_with_children, _free_port, make_project, smtp_source_rate  # noqa: E402
 
-ENV = {**os.environ, "NEWSLETTER_SECRET": "bench-secret"}
+os.environ.setdefault("NEWSLETTER_SECRET", "bench-secret")  # _message_size runs in this process
+ENV = dict(os.environ)
 
 
 def write_csv(path: Path, rows: int) -> None:

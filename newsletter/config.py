@@ -72,13 +72,16 @@ class DeliverySettings:
     max_consecutive_failures: int = 20
     # Seconds a send waits for a store it cannot write before it stops (see README).
     ledger_timeout: float = 60.0
-    # Sender processes for one issue ("auto": one per CPU core); they share the connections.
+    # Sender processes for one issue; they share the connections. "auto": one per CPU core
+    # on PostgreSQL, one on SQLite, whose single writer makes more processes slower
+    # (bench/send.py measured 2 processes at about 0.6 to 0.9 times the speed of one).
     workers: Literal["auto"] | int = "auto"
 
-    def worker_count(self) -> int:
-        """How many sender processes `workers` asks for."""
+    def worker_count(self, single_writer: bool) -> int:
+        """How many sender processes `workers` asks for, on a store with a single writer
+        (SQLite) or not."""
         if self.workers == "auto":
-            return max(1, len(os.sched_getaffinity(0)))
+            return 1 if single_writer else max(1, len(os.sched_getaffinity(0)))
         return int(self.workers)
     # The envelope sender (Return-Path) of every message becomes bounces+TOKEN@domain (VERP),
     # TOKEN naming the delivery; None: the From address, as without bounce handling.

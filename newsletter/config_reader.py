@@ -168,7 +168,7 @@ class ConfigReader:
         ):
             if value <= 0:
                 self.fail(where, "must be a positive number of seconds")
-        if config.delivery.worker_count() < 1:
+        if config.delivery.workers != "auto" and config.delivery.workers < 1:
             self.fail("[delivery].workers", 'must be "auto" or at least 1')
         try:
             parse_networks(config.web.trusted_proxies)

@@ -132,3 +132,18 @@ def test_a_worker_with_nothing_to_send_waits_and_stops_on_sigterm(crowded: Path)
     out, err = worker.communicate(timeout=30)
     assert (worker.returncode, out, err) == (0, b"", b"")
 
+
+
+@pytest.mark.slow
+def test_auto_workers_are_one_per_core_on_postgresql_and_one_on_sqlite(
+    crowded: Path, smtp_server: SmtpTestServer, database_url: str
+) -> None:
+    out, err = newsletter(crowded, "send", "weekly", "--yes").communicate(timeout=180)
+
+    summary = out.decode()
+    assert f"issue #1 of weekly: {RECIPIENTS} sent, 0 failed" in summary, err.decode()
+    single_writer = database_url.startswith("sqlite")
+    expected = 1 if single_writer else min(len(os.sched_getaffinity(0)), CONNECTIONS)
+    shares = re.search(r"; (\d+) sender processes sent", summary)
+    assert (int(shares.group(1)) if shares else 1) == expected, summary
+    assert set(smtp_server.per_recipient().values()) == {1}

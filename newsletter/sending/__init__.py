@@ -106,7 +106,7 @@ def execute(
 def _processes(config: Config, store: Store, issue_id: int, workers: int | None, connections: int) -> int:
     """Sender processes for the issue: as many as asked for, but no more than there are
     connections to share or batches to send."""
-    wanted = workers if workers is not None else config.delivery.worker_count()
+    wanted = workers if workers is not None else config.delivery.worker_count(store.dialect == "sqlite")
     batches = -(-store.ledger.counts(issue_id).pending // config.delivery.batch_size)
     return max(1, min(wanted, connections, batches))
 
