@@ -42,7 +42,7 @@ def candidate_articles(
     them (authors from the config, excerpts cut); max_articles is the caller's to apply."""
     sources = [s for s in config.sources if not digest.sources or s.name in digest.sources]
     articles = collect_articles(sources, store.feeds, warn)
-    fresh = fresh_articles(articles, digest, store.issues.carried_article_ids(digest.name), now)
+    fresh = fresh_articles(articles, digest, store.issues.carried_keys(digest.name), now)
     return [
         replace(article, excerpt=excerpt(article.excerpt or article.body_html, digest.excerpt_words))
         for article in resolve_authors(fresh, config.authors)
@@ -73,15 +73,18 @@ def select_articles(
 def fresh_articles(
     articles: list[Article], digest: DigestSettings, carried: set[str], now: datetime
 ) -> list[Article]:
-    """Published within lookback_days and not carried before, newest first."""
+    """Published within lookback_days and not carried before (under any of its identity
+    keys), newest first; an article met twice (in two sources) counts once."""
     cutoff = now - timedelta(days=digest.lookback_days)
-    fresh: dict[str, Article] = {}
+    seen = set(carried)
+    fresh: list[Article] = []
     for article in articles:
-        if article.id in carried or article.id in fresh:
+        identity = article.identity()
+        if identity & seen or not cutoff <= article.published <= now + timedelta(hours=1):
             continue
-        if cutoff <= article.published <= now + timedelta(hours=1):
-            fresh[article.id] = article
-    return sorted(fresh.values(), key=lambda a: a.published, reverse=True)
+        seen |= identity
+        fresh.append(article)
+    return sorted(fresh, key=lambda a: a.published, reverse=True)
 
 
 def resolve_authors(articles: list[Article], registry: dict[str, AuthorSettings]) -> list[Article]:

@@ -52,6 +52,7 @@ def snapshot(article: Article) -> dict[str, Any]:
         "published": article.published.isoformat(),
         "source": article.source,
         "authors": [{"name": a.name, "bio": a.bio, "url": a.url} for a in article.authors],
+        "keys": list(article.keys),
     }
 
 
@@ -66,6 +67,7 @@ def from_snapshot(data: dict[str, Any]) -> Article:
         published=datetime.fromisoformat(data["published"]),
         source=data["source"],
         authors=tuple(Author(a["name"], a["bio"], a["url"]) for a in data["authors"]),
+        keys=tuple(data.get("keys", ())),  # drafts stored before identity keys have none
     )
 
 
@@ -148,8 +150,8 @@ def _refresh(
     candidates: list[Article],
     warn: Callable[[str], None],
 ) -> DraftChange | None:
-    known = {entry.id for entry in record.content.articles}
-    new = [a for a in candidates if a.id not in known]  # newest first
+    known = frozenset().union(*(from_snapshot(entry.article).identity() for entry in record.content.articles))
+    new = [a for a in candidates if not a.identity() & known]  # newest first
     room = max(0, digest.max_articles - len(record.content.included))
     if len(new) > room:
         left = ", ".join(a.id for a in new[room:])

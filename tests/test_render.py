@@ -133,7 +133,7 @@ def test_select_articles_by_window_newest_first_capped_and_not_carried(config) -
     articles = [article(1, days_old=1), article(2, days_old=3), article(3, days_old=0.5),
                 article(4, days_old=8), article(1, days_old=1)]
     assert [a.id for a in select_articles(articles, digest, set(), NOW)] == ["id3", "id1"]
-    assert [a.id for a in select_articles(articles, digest, {"id3"}, NOW)] == ["id1", "id2"]
+    assert [a.id for a in select_articles(articles, digest, {"id:id3"}, NOW)] == ["id1", "id2"]
 
 
 def test_config_bio_wins_over_the_article_bio_else_the_article_bio() -> None:

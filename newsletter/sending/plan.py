@@ -149,7 +149,7 @@ class NewIssue:
             subject=self.subject,
             html=self.rendered.html,
             text=self.rendered.text,
-            articles=[ArticleEntry(a.id, a.title, a.url) for a in self.content.articles],
+            articles=[ArticleEntry(a.id, a.title, a.url, a.identity()) for a in self.content.articles],
             created_at=self.content.created,
             marker_nonce=self.rendered.markers.nonce,
             guard=guard,

@@ -242,7 +242,8 @@ def entry_to_article(
     title = _plain(entry.get("title", ""), entry.get("title_detail", {}).get("type"))
     if not (title or url or html_to_plain(body_html)):
         return None
-    article_id = stable_id(source, entry.get("id") or entry.get("link") or title)
+    guid = entry.get("id")
+    article_id = stable_id(source, guid or entry.get("link") or title)
     title = title or excerpt(body_html, _UNTITLED_WORDS) or url or "Untitled"
     return Article(
         id=article_id,
@@ -255,6 +256,7 @@ def entry_to_article(
         published=_published(entry) or feeds.first_seen(article_id, now),
         source=source,
         image=lead_image(entry, body_html, title),
+        keys=(f"guid:{guid}",) if guid else (),
     )
 
 

@@ -24,7 +24,7 @@ import yaml
 from markdown_it import MarkdownIt
 
 from ..errors import SourceError
-from ..models import Article, Author, stable_id
+from ..models import Article, Author, content_fingerprint, stable_id
 from ..urls import LINK_SCHEMES, WEB_SCHEMES, allowed, safe_url
 from .sanitize import paragraphs_to_html, sanitize_html
 
@@ -85,6 +85,7 @@ def read_article_file(path: Path, *, source: str, root: Path, warn: Callable[[st
         authors=parsed.authors,
         published=parsed.published or mtime,
         source=source,
+        keys=(content_fingerprint(parsed.title, parsed.body_html),),
     )
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import NotFound, StoreError
 from .ledger import DeliveryCounts
 from .records import CONFIRMED, DONE, FAILED, OUTSTANDING, PAUSED, PENDING, SENDING, SENT, SKIPPED
-from .schema import deliveries, issue_articles, issues, memberships, subscribers
+from .schema import carried_articles, deliveries, issue_articles, issues, memberships, subscribers
 from .suppressions import address_suppressed
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ class ArticleEntry:
     article_id: str
     title: str
     url: str | None
+    keys: frozenset[str] = frozenset()  # Article.identity()
 
 
 @dataclass(frozen=True)
@@ -113,13 +114,11 @@ class Issues:
 
     # -- composing -----------------------------------------------------------------------
 
-    def carried_article_ids(self, digest: str) -> set[str]:
-        """Ids of every article an earlier issue of this digest already carried."""
+    def carried_keys(self, digest: str) -> set[str]:
+        """The identity keys of every article an earlier issue of this digest carried."""
         with self.store.read() as conn:
-            rows = conn.execute(
-                select(issue_articles.c.article_id).where(issue_articles.c.digest == digest)
-            )
-            return {row.article_id for row in rows}
+            rows = conn.execute(select(carried_articles.c.article_key).where(carried_articles.c.digest == digest))
+            return set(rows.scalars())
 
     def next_number(self, digest: str) -> int:
         """The number the digest's next issue will carry (1 for the first)."""
@@ -189,6 +188,7 @@ class Issues:
                             for position, a in enumerate(articles, start=1)
                         ],
                     )
+                    _remember_carried(conn, digest, issue_id, articles)
                 recipients = deliverable(list_id).subquery()
                 conn.execute(
                     insert(deliveries).from_select(
@@ -371,3 +371,19 @@ def deliverable(list_id: int) -> Select[Any]:
         )
         .order_by(subscribers.c.id)
     )
+
+
+def _remember_carried(conn: Connection, digest: str, issue_id: int, articles: Sequence[ArticleEntry]) -> None:
+    """Every identity key of the issue's articles, once (a key an earlier issue already
+    holds stays with that issue)."""
+    keys = {key for article in articles for key in article.keys | {f"id:{article.article_id}"}}
+    held = set(
+        conn.execute(
+            select(carried_articles.c.article_key).where(
+                carried_articles.c.digest == digest, carried_articles.c.article_key.in_(keys)
+            )
+        ).scalars()
+    )
+    rows = [{"digest": digest, "article_key": key, "issue_id": issue_id} for key in sorted(keys - held)]
+    if rows:
+        conn.execute(insert(carried_articles), rows)

@@ -297,6 +297,24 @@ CREATE INDEX ix_bounce_events_member ON bounce_events (subscriber_id, list_id, a
 CREATE INDEX ix_bounce_events_at ON bounce_events (at);
 """,
     ),
+    Migration(
+        8,
+        "digests remember the articles they carried by every identity key",
+        """
+CREATE TABLE carried_articles (
+    digest VARCHAR(100) NOT NULL,
+    article_key VARCHAR(200) NOT NULL,
+    issue_id INTEGER NOT NULL,
+    PRIMARY KEY (digest, article_key),
+    FOREIGN KEY(issue_id) REFERENCES issues (id) ON DELETE CASCADE
+);
+INSERT INTO carried_articles (digest, article_key, issue_id)
+    SELECT digest, 'id:' || article_id, MIN(issue_id) FROM issue_articles GROUP BY digest, article_id;
+INSERT INTO carried_articles (digest, article_key, issue_id)
+    SELECT digest, 'url:' || url, MIN(issue_id) FROM issue_articles
+    WHERE url IS NOT NULL AND url <> '' AND LENGTH(url) <= 190 GROUP BY digest, url;
+""",
+    ),
 )
 
 

@@ -174,6 +174,16 @@ issue_articles = Table(
     UniqueConstraint("digest", "article_id", name="uq_issue_articles_digest_article"),
 )
 
+# Every identity key (Article.identity: id, canonical URL, feed guid, content fingerprint)
+# of every article a digest's issues carried: an article with any of them is not new.
+carried_articles = Table(
+    "carried_articles",
+    metadata,
+    Column("digest", String(100), primary_key=True),
+    Column("article_key", String(200), primary_key=True),
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+)
+
 # Each sender process working on an issue: its lease, and the revocations it has seen
 # (an unsubscribe waits until every live sender has seen it; see ledger.py).
 senders = Table(
