@@ -202,6 +202,14 @@ class SmtpTestServer:
     def per_recipient(self) -> Counter[str]:
         return Counter(rcpt.lower() for m in self.messages for rcpt in m.rcpt_tos)
 
+    def assert_everyone_mailed(self, recipients: int, twice_at_most: int) -> None:
+        """Each of `recipients` got the issue, none missing; at most `twice_at_most` of
+        them (the bound on duplicates) got it twice, and nobody three times."""
+        received = self.per_recipient()
+        assert len(received) == recipients  # nobody missing
+        twice = [email for email, count in received.items() if count > 1]
+        assert len(twice) <= twice_at_most and max(received.values()) <= 2, twice
+
     def wait_for(self, count: int, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while len(self.messages) < count:
@@ -268,3 +276,14 @@ def subscribe(store: Store, list_slug: str, people: list[tuple[str, str]]) -> No
 
 def generated_people(count: int, domain: str = "example.org") -> list[tuple[str, str]]:
     return [(f"reader{n:06d}@{domain}", f"Reader {n}") for n in range(count)]
+
+
+def crowd(project: Path, server: SmtpTestServer, recipients: int, connections: int) -> Path:
+    """The project sending to `server` over `connections` in batches of 50, its weekly
+    list holding `recipients` generated people; the project folder."""
+    config = configure(project, server.config_toml(connections=connections, delivery="batch_size = 50"))
+    store = Store(config.database.url)
+    store.lists.create("weekly")
+    subscribe(store, "weekly", generated_people(recipients))
+    store.close()
+    return project

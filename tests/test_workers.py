@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cli_process import finish_send, newsletter, wait_until
-from smtp_server import SmtpTestServer, configure, generated_people, subscribe
+from smtp_server import SmtpTestServer, crowd
 from sqlalchemy import select
 
 from newsletter.store import Store
@@ -27,12 +27,7 @@ BOUND = 16  # the README's bound on duplicates: 4 per connection
 @pytest.fixture
 def crowded(project: Path, smtp_server: SmtpTestServer, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("NEWSLETTER_SECRET", "workers-test-secret")
-    config = configure(project, smtp_server.config_toml(connections=CONNECTIONS, delivery="batch_size = 50"))
-    store = Store(config.database.url)
-    store.lists.create("weekly")
-    subscribe(store, "weekly", generated_people(RECIPIENTS))
-    store.close()
-    return project
+    return crowd(project, smtp_server, RECIPIENTS, CONNECTIONS)
 
 
 def worker_pids(database_url: str) -> list[int]:
@@ -75,10 +70,7 @@ def test_a_killed_sender_process_loses_only_its_batches_to_the_others(
 
     assert sender.returncode == 0, err.decode()
     assert f"issue #1 of weekly: {RECIPIENTS} sent, 0 failed" in out.decode()
-    received = smtp_server.per_recipient()
-    assert len(received) == RECIPIENTS  # nobody missing
-    twice = [email for email, count in received.items() if count > 1]
-    assert len(twice) <= BOUND and max(received.values()) <= 2, twice
+    smtp_server.assert_everyone_mailed(RECIPIENTS, twice_at_most=BOUND)
 
 
 @pytest.mark.slow
