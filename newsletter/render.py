@@ -28,12 +28,11 @@ from premailer import Premailer
 from .config import Config, DigestSettings
 from .errors import TemplateError
 from .images import IMG_TAG, attributes, fit_images
-from .markdown_html import markdown_to_html
 from .models import Article, IssueContent
 from .personal import MARKER_PREFIX, PersonalMarkers, Placeholder, neutralize_markers
+from .sources.markdown import note_html
 from .text import html_to_text, wrap
 from .urls import archive_url
-
 
 GMAIL_CLIP_BYTES = 102 * 1024
 # The digest's layout in pixels: the body, the padding either side of the text, and the
@@ -132,7 +131,7 @@ def template_context(
         "subject": content.subject,
         "articles": [article_context(a) for a in content.articles],
         # The editor's note: Markdown rendered and sanitized (the partials show it on top).
-        "note_html": Markup(markdown_to_html(content.note)) if content.note.strip() else "",
+        "note_html": Markup(note_html(content.note)) if content.note.strip() else "",
         "date": content.created.astimezone(settings.tz),
         "unsubscribe_url": markers.placeholders["unsubscribe_url"],
         "subscriber_name": markers.placeholders["name"],

@@ -10,8 +10,7 @@ import pytest
 from newsletter.models import Article, Author, IssueContent
 from newsletter.personal import personal_values
 from newsletter.render import render_issue
-from newsletter.sources.folder import markdown_to_html
-from newsletter.sources.sanitize import sanitize_html
+from newsletter.sources.markdown import article_html
 from newsletter.text import html_to_text, wrap
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -38,7 +37,7 @@ Last paragraph.
 
 
 def as_text(markdown: str) -> str:
-    return html_to_text(sanitize_html(markdown_to_html(markdown)))
+    return html_to_text(article_html(markdown))
 
 
 def test_structure_without_markdown_syntax() -> None:

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from markdown_it import MarkdownIt
 
 from ..errors import SourceError
 from ..models import Article, Author, content_fingerprint, stable_id
 from ..urls import LINK_SCHEMES, WEB_SCHEMES, allowed, safe_url
-from .sanitize import paragraphs_to_html, sanitize_html
+from .markdown import article_html
+from .sanitize import paragraphs_to_html
 
 TEXT_SUFFIXES = {".txt"}
 MARKDOWN_SUFFIXES = {".md", ".markdown"}
@@ -140,7 +140,7 @@ def parse_markdown_article(text: str, path: Path, warn: Callable[[str], None]) -
     authors = tuple(_author_from_meta(entry, bio, path, warn) for entry in names)
     url = _checked_url(meta.get("url"), "url", WEB_SCHEMES, path, warn)
     dropped: list[str] = []
-    body_html = sanitize_html(markdown_to_html(body), base_url=url, unresolved=dropped.append)
+    body_html = article_html(body, base_url=url, unresolved=dropped.append)
     if dropped:
         warn(
             f"{path}: dropped links and images with no web address: {', '.join(dropped)} "
@@ -210,10 +210,3 @@ def _front_matter_date(value: Any, path: Path) -> datetime | None:
             ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
-
-# CommonMark with tables and strikethrough; raw HTML passes to nh3, which decides.
-_MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
-
-
-def markdown_to_html(markdown: str) -> str:
-    return _MARKDOWN.render(markdown)
