@@ -66,10 +66,10 @@ class ConfigReader:
         raise ConfigError(f"{self.path}: {where}: {problem}")
 
     def read(self, raw: dict[str, Any]) -> Config:
-        allowed = set(_TOP_LEVEL) | {"sources", "authors", "digests"}
+        known = set(_TOP_LEVEL) | {"sources", "authors", "digests"}
         for key in raw:
-            if key not in allowed:
-                self.fail(key, f"unknown key; expected one of {', '.join(sorted(allowed))}")
+            if key not in known:
+                self.fail(key, f"unknown key; expected one of {', '.join(sorted(known))}")
         if "newsletter" not in raw:
             self.fail("[newsletter]", "missing required table (needs at least name and from)")
         tables = {
