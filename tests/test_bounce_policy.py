@@ -34,7 +34,7 @@ def record_issue(store: Store, number: int = 1) -> IssueRecord:
     weekly = store.lists.get("weekly")
     return store.issues.record(
         digest="weekly", number=number, list_id=weekly.id, subject=f"#{number}", html="<p>x</p>",
-        text="x", articles=[ArticleEntry(f"a{number}", "A", None)], created_at=NOW, marker_nonce=None,
+        text="x", articles=[ArticleEntry(f"a{number}", "A", None, frozenset())], created_at=NOW, marker_nonce=None,
     )
 
 

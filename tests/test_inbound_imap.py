@@ -55,7 +55,7 @@ def hard_bounce_for(project: Path, email: str) -> bytes:
     subscribe(store, "weekly", [(email, "")])
     issue = store.issues.unfinished("weekly") or store.issues.record(
         digest="weekly", number=1, list_id=store.lists.get("weekly").id, subject="#1", html="x", text="x",
-        articles=[ArticleEntry("a1", "A", None)], created_at=datetime.now(timezone.utc), marker_nonce=None,
+        articles=[ArticleEntry("a1", "A", None, frozenset())], created_at=datetime.now(timezone.utc), marker_nonce=None,
     )
     subscriber = store.subscribers.get(email)
     store.close()

@@ -49,7 +49,7 @@ def test_an_mta_delivers_bounces_over_lmtp(project: Path, monkeypatch: pytest.Mo
     subscribe(store, "weekly", [("gone@example.org", ""), ("full@example.org", "")])
     issue = store.issues.record(
         digest="weekly", number=1, list_id=store.lists.get("weekly").id, subject="#1", html="x", text="x",
-        articles=[ArticleEntry("a1", "A", None)], created_at=datetime.now(timezone.utc), marker_nonce=None,
+        articles=[ArticleEntry("a1", "A", None, frozenset())], created_at=datetime.now(timezone.utc), marker_nonce=None,
     )
     verp = {
         email: verp_address(

@@ -55,7 +55,7 @@ class ArticleEntry:
     article_id: str
     title: str
     url: str | None
-    keys: frozenset[str] = frozenset()  # Article.identity()
+    keys: frozenset[str]  # Article.identity(): what the digest remembers it by
 
 
 @dataclass(frozen=True)
@@ -376,7 +376,7 @@ def deliverable(list_id: int) -> Select[Any]:
 def _remember_carried(conn: Connection, digest: str, issue_id: int, articles: Sequence[ArticleEntry]) -> None:
     """Every identity key of the issue's articles, once (a key an earlier issue already
     holds stays with that issue)."""
-    keys = {key for article in articles for key in article.keys | {f"id:{article.article_id}"}}
+    keys = frozenset().union(*(article.keys for article in articles))
     held = set(
         conn.execute(
             select(carried_articles.c.article_key).where(
