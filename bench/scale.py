@@ -38,7 +38,8 @@ REPO = BENCH.parent
 sys.path[:0] = [str(REPO), str(BENCH), str(REPO / "tests")]
 
 from postgres_server import PostgresCluster, _binaries  # noqa: E402
-from send import Sink, _cpu_with_children, _free_port, make_project, smtp_source_rate  # noqa: E402
+from ports import free_port  # noqa: E402
+from send import Sink, cpu_with_children, make_project, sample_recipient, smtp_source_rate  # noqa: E402
 
 os.environ.setdefault("NEWSLETTER_SECRET", "bench-secret")  # _message_size runs in this process
 ENV = dict(os.environ)
@@ -111,9 +112,9 @@ def send_issue(config_path: Path, workers: int) -> dict[str, float]:
     config = load_config(config_path)
     store = open_store(config)
     plan = prepare_send(config, store, "weekly")  # the recorded issue, to resume
-    wall, cpu = time.perf_counter(), _cpu_with_children()
+    wall, cpu = time.perf_counter(), cpu_with_children()
     report = execute(config, store, plan, workers=workers)
-    wall, cpu = time.perf_counter() - wall, _cpu_with_children() - cpu
+    wall, cpu = time.perf_counter() - wall, cpu_with_children() - cpu
     assert report.status == "done" and report.counts.failed == 0, report
     return {
         "sent": report.counts.sent,
@@ -145,7 +146,7 @@ def main() -> None:
         raise SystemExit("bench/scale.py needs PostgreSQL: install Debian's `postgresql` package")
     cluster = PostgresCluster(bin_dir, durable=True)
     cluster.start()
-    sink = Sink(_free_port())
+    sink = Sink(free_port())
     try:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
             report(Path(tmp), cluster, sink, args)
@@ -193,13 +194,12 @@ def report(tmp: Path, cluster: PostgresCluster, sink: Sink, args: argparse.Names
 
 def _message_size(config: Path) -> int:
     from newsletter.config import load_config
-    from newsletter.message import Recipient
     from newsletter.sending import prepare_send
     from newsletter.store import open_store
 
     loaded = load_config(config)
     plan = prepare_send(loaded, open_store(loaded), "weekly")
-    return len(plan.template(loaded).fill(Recipient("reader0000000@example.org", "Reader 0", 1, "1")))
+    return len(plan.template(loaded).fill(sample_recipient()))
 
 
 if __name__ == "__main__":

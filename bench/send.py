@@ -42,7 +42,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from ports import free_port  # noqa: E402
 
 from newsletter.config import DeliverySettings  # noqa: E402
 from newsletter.message import Recipient  # noqa: E402
@@ -179,11 +181,11 @@ def run_sender(config_path: Path, database: Path, workers: int) -> dict[str, flo
     started = time.perf_counter()
     plan = prepare_send(config, store, "weekly")
     render_seconds = time.perf_counter() - started
-    wall, cpu = time.perf_counter(), _cpu_with_children()
+    wall, cpu = time.perf_counter(), cpu_with_children()
     report = execute(config, store, plan, workers=workers)
-    wall, cpu = time.perf_counter() - wall, _cpu_with_children() - cpu
+    wall, cpu = time.perf_counter() - wall, cpu_with_children() - cpu
     assert report.status == "done" and report.counts.failed == 0, report
-    size = len(plan.template(config).fill(_recipient()))
+    size = len(plan.template(config).fill(sample_recipient()))
     return {
         "sent": report.counts.sent,
         "seconds": wall,
@@ -194,7 +196,7 @@ def run_sender(config_path: Path, database: Path, workers: int) -> dict[str, flo
     }
 
 
-def _cpu_with_children() -> float:
+def cpu_with_children() -> float:
     """User and system time of this process and of its finished worker processes."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
@@ -207,7 +209,7 @@ def run_baseline(config_path: Path, database: Path, recipients: int) -> dict[str
 
     config = load_config(config_path)
     store = fresh_store(config.database.url, database)
-    data = prepare_send(config, store, "weekly").template(config).fill(_recipient())
+    data = prepare_send(config, store, "weekly").template(config).fill(sample_recipient())
     connections = config.smtp.connections
 
     def push(share: range) -> None:
@@ -243,7 +245,7 @@ def fresh_store(url: str, database: Path) -> Store:
     return Store(url)
 
 
-def _recipient() -> Recipient:
+def sample_recipient() -> Recipient:
     return Recipient("reader0000000@example.org", "Reader 0", 1, "1")
 
 
@@ -275,11 +277,6 @@ def smtp_source_rate(port: int, recipients: int, connections: int, size: int) ->
     return recipients / (time.perf_counter() - started)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
 
 # -- the report ---------------------------------------------------------------------------
 
@@ -294,7 +291,7 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args()
 
-    sink = Sink(_free_port())
+    sink = Sink(free_port())
     try:
         with tempfile.TemporaryDirectory(prefix="bench-send-") as tmp:
             report(Path(tmp), sink, args)

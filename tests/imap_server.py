@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
+from ports import free_port
 from tls import self_signed
 
 REQUIRE_ENV = "NEWSLETTER_REQUIRE_DOVECOT"
@@ -113,11 +113,6 @@ class ImapServer:
             client.logout()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
 
 def _wait_for(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 20
@@ -144,7 +139,7 @@ def imap_server() -> Iterator[ImapServer]:
     folder = Path(tempfile.mkdtemp(prefix="newsletter-dovecot-"))
     cert, _ = self_signed(folder)
     account = pwd.getpwnam("dovecot") if os.geteuid() == 0 else pwd.getpwuid(os.getuid())
-    port = _free_port()
+    port = free_port()
     (folder / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
     (folder / "dovecot.conf").write_text(
         _CONFIG.format(folder=folder, port=port, user=account.pw_name, uid=account.pw_uid, gid=account.pw_gid)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 REQUIRE_ENV = "NEWSLETTER_REQUIRE_POSTFIX"
 POSTFIX = "/usr/sbin/postfix"
@@ -86,11 +87,6 @@ class PostfixServer:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
 
 def _postfix(config: Path, *args: str) -> None:
     done = subprocess.run([POSTFIX, "-c", str(config), *args], capture_output=True, text=True, timeout=60)
@@ -124,7 +120,7 @@ def postfix_factory() -> Iterator[Callable[[int], PostfixServer]]:
         (folder / "queue").mkdir()
         (folder / "data").mkdir()
         shutil.chown(folder / "data", "postfix")
-        port = _free_port()
+        port = free_port()
         (config / "main.cf").write_text(_MAIN_CF.format(folder=folder, relay_port=relay_port))
         (config / "master.cf").write_text(_MASTER_CF.format(port=port))
         _postfix(config, "check")  # creates the queue's folders with their owners

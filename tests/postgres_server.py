@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 REQUIRE_ENV = "NEWSLETTER_REQUIRE_POSTGRES"
 _MISSING = (
@@ -39,14 +40,6 @@ def _binaries() -> Path | None:
     return Path(candidates[0]).parent if candidates else None
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class PostgresCluster:
     def __init__(self, bin_dir: Path, durable: bool = False) -> None:
         """`durable`: fsync on, as in production (benchmarks); tests run without it."""
@@ -54,7 +47,7 @@ class PostgresCluster:
         self.durable = durable
         self.folder = Path(tempfile.mkdtemp(prefix="newsletter-pg-"))
         self.data = self.folder / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.user = "newsletter"
         self._demote: Callable[[], None] | None = None
         if os.geteuid() == 0:  # initdb refuses to run as root

@@ -15,7 +15,6 @@ The server records every message it accepts (envelope and bytes). A test can mak
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import threading
 import time
@@ -30,6 +29,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from ports import free_port
 
 from newsletter.config import Config, load_config
 from newsletter.store import Store
@@ -237,11 +237,6 @@ def configure(project: Path, tables: str) -> Config:
     path.write_text(text + _MARK + tables, encoding="utf-8")
     return load_config(path)
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

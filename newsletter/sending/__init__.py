@@ -19,7 +19,7 @@ from ..config import Config
 from ..message import TEST_COPY_SUBSCRIBER, Recipient, envelope_address
 from ..store import Store
 from ..transport import open_transport
-from .plan import AwaitingApproval, NewIssue, NothingNew, ResumeIssue, SendPlan, prepare_send
+from .plan import AwaitingApproval, NewIssue, NothingNew, ResumeIssue, SendPlan, ignore_warnings, prepare_send
 from .pool import WorkerPool
 from .report import IssuePaused, SendReport
 from .run import SendRun
@@ -44,10 +44,6 @@ __all__ = [
 TEST_SUBJECT_PREFIX = "[TEST] "
 
 
-def _ignore(_: str) -> None:
-    pass
-
-
 def send_digest(
     config: Config,
     store: Store,
@@ -55,7 +51,7 @@ def send_digest(
     *,
     progress: Callable[[SendProgress], None] | None = None,
     stop: threading.Event | None = None,
-    warn: Callable[[str], None] = _ignore,
+    warn: Callable[[str], None] = ignore_warnings,
     workers: int | None = None,
 ) -> SendReport:
     """Resume the digest's unfinished issue, else compose, record and send the next one.

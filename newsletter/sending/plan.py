@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 REQUIRED = "required"  # [digests.NAME] approval
 
 
-def _ignore(_: str) -> None:
-    pass
+def ignore_warnings(_: str) -> None:
+    """The `warn` of a caller that shows no warnings."""
 
 
 class AwaitingApproval(DeliveryError):
@@ -160,7 +160,7 @@ SendPlan = NothingNew | ResumeIssue | NewIssue
 
 
 def prepare_send(
-    config: Config, store: Store, digest_name: str, warn: Callable[[str], None] = _ignore
+    config: Config, store: Store, digest_name: str, warn: Callable[[str], None] = ignore_warnings
 ) -> SendPlan:
     """Find the unfinished issue, or take the draft or compose the next issue, and render
     it; records nothing."""
